@@ -1,0 +1,45 @@
+"""The shared `main()` of every stage: arguments, logging, config snapshot, runner."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import PipelineConfig, load_config_or_exit
+from pipeline.logs import configure_logging, get_logger
+from pipeline.runner import Stage, StageRunner
+
+StageFactory = Callable[[PipelineConfig, argparse.Namespace], Stage]
+
+
+def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None = None) -> None:
+    """Parse the common flags, build the stage and run it live or on a recording."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=f"LUXA {name} stage")
+    parser.add_argument("--config", help="config file (the supervisor passes its resolved snapshot)")
+    parser.add_argument("--record", type=Path, help="save every input frame to this file")
+    parser.add_argument("--replay", type=Path, help="feed recorded input frames instead of sockets")
+    parser.add_argument("--out", type=Path, help="with --replay (or a source stage): write output frames here")
+    parser.add_argument("--restart-count", type=int, default=0)
+    if extra_args:
+        extra_args(parser)
+    args = parser.parse_args()
+    cfg = load_config_or_exit(args.config)
+    stage_name = getattr(args, "stage_name", None) or name
+    configure_logging(stage_name, cfg.logging.level, restart_count=args.restart_count)
+    stage = make_stage(cfg, args)
+    sup = cfg.supervisor
+    runner = StageRunner(stage, sup.heartbeat_interval_s, sup.drain_timeout_s, record_path=args.record)
+    try:
+        if args.out:
+            code = runner.replay(args.replay, args.out)
+        else:
+            run_dir = cfg.resolved_run_dir()
+            code = runner.run(run_dir)
+    except KeyboardInterrupt:
+        code = 0
+    except Exception:
+        get_logger().exception("stage_crashed")
+        code = 1
+    sys.exit(int(code))

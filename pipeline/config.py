@@ -1,0 +1,212 @@
+"""One pydantic tree for the whole pipeline, loaded once and snapshotted for every stage.
+
+`load_config` is the only place that reads YAML or the environment; constructors take their
+slice explicitly (`VadStage(cfg.vad)`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.exitcodes import ExitCode
+
+SILERO_RATES_HZ = (8000, 16000)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudioConfig(_Strict):
+    sample_rate_hz: int = 16000
+    """Rate every stage after capture works at (Hz)."""
+    frame_ms: int = Field(32, gt=0)
+    """Length of one AudioChunk (ms); 32 ms = one Silero window at 16 kHz."""
+    device: str | int | None = None
+    """Input device name or index for live capture; None = the system default."""
+    source: str | None = None
+    """Audio file or folder to play instead of the microphone."""
+    pace: Literal["realtime", "fast"] = "realtime"
+    """File sources: play at real-time pace like a microphone, or as fast as the pipeline takes them."""
+    max_file_s: float = Field(3600.0, gt=0)
+    """Longest file the file source accepts (s)."""
+
+    @model_validator(mode="after")
+    def _silero_rate(self) -> AudioConfig:
+        if self.sample_rate_hz not in SILERO_RATES_HZ:
+            raise ValueError(f"sample_rate_hz must be one of {SILERO_RATES_HZ} (Silero VAD)")
+        return self
+
+
+class VadConfig(_Strict):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """Speech probability that opens an utterance."""
+    min_silence_ms: int = Field(400, gt=0)
+    """Silence that closes an utterance (ms)."""
+    pre_roll_ms: int = Field(250, ge=0)
+    """Audio kept before speech start so the first syllable survives (ms)."""
+    min_speech_ms: int = Field(200, ge=0)
+    """Shorter speech bursts are dropped as clicks (ms)."""
+    max_utterance_s: float = Field(20.0, gt=1)
+    """An utterance is force-split at this length (s)."""
+    resend_after_s: float = Field(60.0, gt=0)
+    """An utterance without a transcript after this long is sent again (s)."""
+    max_pending: int = Field(256, gt=0)
+    """Utterances kept for redelivery; past this the oldest is dropped and counted."""
+
+
+class WorkerConfig(_Strict):
+    enabled: bool = True
+    device: Literal["cuda", "cpu"] = "cpu"
+    models: list[str] = Field(default_factory=lambda: ["base"], min_length=1)
+    """Fallback chain: tried in order at load and when a model fails mid-request."""
+    compute_type: str | None = None
+    """None = float16 on CUDA, int8 on CPU."""
+    cpu_threads: int = Field(2, ge=0)
+    min_free_vram_mb: int = Field(1024, ge=0)
+    """The GPU worker refuses to start below this much free GPU memory (MiB)."""
+
+
+class TranscribeConfig(_Strict):
+    language: str = "fr"
+    beam_size: int = Field(5, gt=0)
+    max_audio_s: float = Field(60.0, gt=0)
+    """Longer input is refused as a client error (s)."""
+    no_speech_threshold: float = Field(0.6, gt=0, le=1)
+    log_prob_threshold: float = -1.0
+    gpu: WorkerConfig = WorkerConfig(device="cuda", compute_type="float16")
+    cpu: WorkerConfig = WorkerConfig(device="cpu", compute_type="int8")
+
+
+class ModelsConfig(_Strict):
+    cache_dir: str | None = None
+    """Where `base` is assembled from its PyPI parts; None = ~/.cache/luxa-stt/models."""
+
+
+class RestartConfig(_Strict):
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    max_restarts: int = Field(5, gt=0)
+    window_s: float = Field(60.0, gt=0)
+    stable_after_s: float = Field(10.0, gt=0)
+    gpu_recheck_s: float = Field(300.0, gt=0)
+    """After a permanent GPU failure, try the GPU worker again this often (s)."""
+
+
+class SupervisorConfig(_Strict):
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    heartbeat_liveness: int = Field(3, gt=0)
+    max_busy_s: float = Field(120.0, gt=0)
+    start_timeout_s: float = Field(120.0, gt=0)
+    """A stage not READY this long after spawn counts as failed (model load included)."""
+    graceful_timeout_s: float = Field(10.0, gt=0)
+    drain_timeout_s: float = Field(30.0, gt=0)
+    restart: RestartConfig = RestartConfig()
+
+
+class EndpointsConfig(_Strict):
+    transcripts: str | None = None
+    """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock."""
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, lt=65536)
+    """0 = pick a free port (tests)."""
+
+
+class PipelineConfig(_Strict):
+    run_dir: str | None = None
+    """Private runtime directory for ipc sockets, metrics and the config snapshot."""
+    audio: AudioConfig = AudioConfig()
+    vad: VadConfig = VadConfig()
+    transcribe: TranscribeConfig = TranscribeConfig()
+    models: ModelsConfig = ModelsConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    endpoints: EndpointsConfig = EndpointsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    def resolved_run_dir(self) -> Path:
+        if self.run_dir:
+            return Path(self.run_dir)
+        base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        return Path(base) / f"luxa-stt-{os.getuid()}"
+
+    def models_cache_dir(self) -> Path:
+        if self.models.cache_dir:
+            return Path(self.models.cache_dir).expanduser()
+        return Path("~/.cache/luxa-stt/models").expanduser()
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message has one line per problem."""
+
+
+def format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"{loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict | None) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(format_errors(err)) from None
+
+
+def load_config(path: str | Path | None, overrides: dict | None = None) -> PipelineConfig:
+    """Read YAML (or the JSON snapshot), merge overrides, validate. Raises ConfigError."""
+    data: dict = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            data = yaml.safe_load(text) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    return parse_config(_deep_merge(data, overrides or {}))
+
+
+def load_config_or_exit(path: str | Path | None, overrides: dict | None = None) -> PipelineConfig:
+    """For main(): print one line per error to stderr and exit 78 (never restarted)."""
+    try:
+        return load_config(path, overrides)
+    except ConfigError as err:
+        for line in str(err).splitlines():
+            print(f"config error: {line}", file=sys.stderr)
+        sys.exit(ExitCode.CONFIG_ERROR)
+
+
+def write_snapshot(cfg: PipelineConfig, path: Path) -> None:
+    """Write the validated tree so every (re)started stage sees the same config."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,167 @@
+"""The transcription engine both workers run: a model fallback chain with circuit breakers.
+
+One engine per worker process; the device is a config value (wyoming-faster-whisper's single
+Transcriber with `device=`). A model that fails to load is skipped; a model that raises during
+a request is skipped for that request and the next one in the chain answers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline import gpu, metrics
+from pipeline.audio import TARGET_RATE_HZ
+from pipeline.breaker import CircuitBreaker
+from pipeline.config import TranscribeConfig, WorkerConfig
+from pipeline.hallucination import SegmentSignal, non_speech_reason, speech_segments
+from pipeline.logs import get_logger
+from pipeline.models import resolve_model
+
+WARMUP_S = 1.0
+
+
+class NoModelError(RuntimeError):
+    """No model of the chain could be loaded, or every one failed on this request."""
+
+
+@dataclass
+class Result:
+    text: str
+    segments: list[dict]
+    language: str
+    model_used: str
+    device: str
+    audio_duration_s: float
+    processing_time_s: float
+    non_speech_reason: str | None = None
+
+    @property
+    def rtf(self) -> float:
+        return self.processing_time_s / self.audio_duration_s if self.audio_duration_s else 0.0
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+
+
+def whisper_factory(path: str, device: str, device_index: int, compute_type: str, cpu_threads: int):
+    from faster_whisper import WhisperModel  # imported here: stages without a model never pay for it
+
+    return WhisperModel(path, device=device, device_index=device_index, compute_type=compute_type,
+                        cpu_threads=cpu_threads, num_workers=1)
+
+
+class Engine:
+    """Loads the worker's model chain and answers transcription requests."""
+
+    def __init__(self, worker: WorkerConfig, transcribe: TranscribeConfig, cache_dir: Path,
+                 model_factory: Callable = whisper_factory, gpu_probe: Callable = gpu.probe_gpus,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.worker = worker
+        self.cfg = transcribe
+        self.cache_dir = cache_dir
+        self.device = worker.device
+        self.device_index = 0
+        self.compute_type = worker.compute_type or ("float16" if worker.device == "cuda" else "int8")
+        self._factory = model_factory
+        self._probe = gpu_probe
+        self._clock = clock
+        self.models: list[LoadedModel] = []
+        self.log = get_logger(device=self.device)
+
+    def load(self) -> None:
+        """Pick the GPU (cuda), then load every model of the chain that loads. Raises if none does."""
+        if self.device == "cuda":
+            chosen = gpu.select_gpu(self.worker.min_free_vram_mb << 20, self._probe)
+            self.device_index = chosen.index
+            self.log.info("gpu_selected", index=chosen.index, name=chosen.name, free_mib=chosen.free_bytes >> 20)
+        for name in self.worker.models:
+            try:
+                path = resolve_model(name, self.cache_dir)
+                model = self._factory(path, self.device, self.device_index, self.compute_type, self.worker.cpu_threads)
+            except Exception as err:  # any load failure skips this model; the next one may load
+                if self.device == "cuda" and gpu.is_cuda_error(err):
+                    gpu.release_cuda_cache()
+                metrics.ERRORS.labels(name, self.device, "load").inc()
+                self.log.error("model_load_failed", model=name, error=f"{type(err).__name__}: {err}")
+                continue
+            self.models.append(LoadedModel(name, model, CircuitBreaker(clock=self._clock)))
+            self.log.info("model_loaded", model=name, compute_type=self.compute_type)
+        if not self.models:
+            raise NoModelError(f"no model of the chain {self.worker.models} could be loaded on {self.device}")
+        self._update_gauges()
+
+    def warm_up(self) -> None:
+        """One synthetic request per model so the first real utterance is not slow."""
+        silence = np.zeros(int(WARMUP_S * TARGET_RATE_HZ), dtype=np.float32)
+        for loaded in self.models:
+            list(loaded.model.transcribe(silence, language=self.cfg.language, beam_size=1)[0])
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Result:
+        """Answer with the first model of the chain that is allowed and does not fail."""
+        language = language or self.cfg.language
+        for loaded in self.models:
+            if not loaded.breaker.allow():
+                continue
+            try:
+                result = self._run(loaded, audio, language)
+            except Exception as err:  # engine failure: count it, open the breaker, try the next model
+                self._on_failure(loaded, err)
+                continue
+            loaded.breaker.record_success()
+            self._update_gauges()
+            return result
+        raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
+
+    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str) -> Result:
+        started = time.perf_counter()
+        segments, _info = loaded.model.transcribe(
+            audio, language=language, beam_size=self.cfg.beam_size, vad_filter=False,
+            condition_on_previous_text=False, no_speech_threshold=self.cfg.no_speech_threshold,
+            log_prob_threshold=self.cfg.log_prob_threshold)
+        segments = list(segments)  # the generator does the work: consume it inside the timed block
+        elapsed = time.perf_counter() - started
+        metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
+        signals = [SegmentSignal(s.text, s.no_speech_prob, s.avg_logprob) for s in segments]
+        kept = [segments[i] for i in speech_segments(signals, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)]
+        reason = non_speech_reason(signals, language, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)
+        outcome = "ok" if reason is None else "non_speech"
+        metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, outcome).inc()
+        return Result(
+            text="" if reason else "".join(s.text for s in kept).strip(),
+            segments=[] if reason else [{"start_s": s.start, "end_s": s.end, "text": s.text.strip()} for s in kept],
+            language=language, model_used=loaded.name, device=self.device,
+            audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason)
+
+    def _on_failure(self, loaded: LoadedModel, err: Exception) -> None:
+        kind = "cuda" if gpu.is_cuda_error(err) else type(err).__name__
+        if self.device == "cuda" and kind == "cuda":
+            gpu.release_cuda_cache()
+        loaded.breaker.record_failure()
+        metrics.ERRORS.labels(loaded.name, self.device, kind).inc()
+        metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, "error").inc()
+        self.log.error("model_failed", model=loaded.name, error=f"{type(err).__name__}: {err}",
+                       breaker=loaded.breaker.state.name.lower())
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        for loaded in self.models:
+            metrics.BREAKER_STATE.labels(loaded.name, self.device).set(int(loaded.breaker.state))
+        if self.device == "cuda":
+            for info in self._probe():
+                if info.index == self.device_index:
+                    metrics.VRAM_USAGE.labels(f"cuda:{info.index}").set(info.total_bytes - info.free_bytes)
+
+    def breaker_states(self) -> dict[str, str]:
+        return {m.name: m.breaker.state.name.lower() for m in self.models}
+
+    def close(self) -> None:
+        self.models.clear()

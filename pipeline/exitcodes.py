@@ -1,0 +1,23 @@
+"""Exit codes are a contract between stages and the supervisor (see STYLE.md section 4)."""
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    CLEAN = 0
+    FAILURE = 1        # unexpected crash: restart with backoff
+    GPU_UNAVAILABLE = 3  # permanent for that device: fail over to the CPU-model worker
+    TRANSIENT = 75     # EX_TEMPFAIL: counts toward flapping
+    CONFIG_ERROR = 78  # EX_CONFIG: never restart
+
+
+def describe(code: int | None) -> str:
+    """Human name for a child's return code (negative = killed by a signal)."""
+    if code is None:
+        return "running"
+    if code < 0:
+        return f"signal_{-code}"
+    try:
+        return ExitCode(code).name.lower()
+    except ValueError:
+        return f"exit_{code}"

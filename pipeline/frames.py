@@ -1,0 +1,216 @@
+"""Every wire type of the pipeline, its schema version, and encode/decode.
+
+Wire form (jupyter's header + buffers): multipart `[topic, header, *buffers]` where `header`
+is a msgpack map `{"v", "kind", "stage", ...fields}` and each `bytes` field travels as its
+own buffer frame, in field order. The registry is closed: no importlib, no pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+SCHEMA_VERSION = 1  # protocol version, not the package version
+MAX_HEADER_BYTES = 1 << 20
+MAX_BUFFER_BYTES = 64 << 20  # ~17 min of 16 kHz float32; utterances are capped far below
+
+
+class FrameDecodeError(ValueError):
+    """A frame that does not parse or validate; the runner counts, logs and drops it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Fixed-size block of 16 kHz mono float32 PCM from capture."""
+    KIND: ClassVar[str] = "audio_chunk"
+    seq: int
+    t_capture_ns: int          # time.monotonic_ns() at capture (same host)
+    t_capture_wall_s: float    # time.time() at capture, for cross-host latency
+    sample_rate_hz: int
+    channels: int
+    pcm: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    """The file source is exhausted; VAD flushes and reports when everything is published."""
+    KIND: ClassVar[str] = "end_of_stream"
+    seq: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureGap:
+    """Audio lost between two chunks (device re-open, capture restart)."""
+    KIND: ClassVar[str] = "capture_gap"
+    seq: int
+    duration_ms: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One stretch of speech closed by the VAD, sent to the active transcription worker."""
+    KIND: ClassVar[str] = "utterance"
+    utt_id: str
+    start_s: float             # offset in the capture stream
+    end_s: float
+    t_closed_wall_s: float     # time.time() when the VAD closed it
+    sample_rate_hz: int
+    pcm: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """A worker's answer for one utterance; the sink publishes it under topic `transcript`."""
+    KIND: ClassVar[str] = "transcript"
+    utt_id: str
+    text: str
+    language: str
+    segments: list             # [{"start_s", "end_s", "text"}]
+    model_used: str
+    device: str
+    worker: str
+    audio_duration_s: float
+    processing_time_s: float
+    rtf: float
+    is_speech: bool            # False: the sink acknowledges it but publishes nothing
+    t_closed_wall_s: float     # copied from the Utterance
+    t_published_wall_s: float = 0.0  # set by the sink just before publishing
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The sink has handled this utterance (published or dropped as non-speech)."""
+    KIND: ClassVar[str] = "ack"
+    utt_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Every stage, every loop pass, on the control plane."""
+    KIND: ClassVar[str] = "heartbeat"
+    stage: str
+    pid: int
+    state: str                 # pipeline.runner.StageState value
+    last_seq: int
+    busy_since_ns: int         # 0 when idle; monotonic_ns of the call in progress
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Supervisor to VAD: send utterances to this worker; a new epoch means resend pending ones."""
+    KIND: ClassVar[str] = "route"
+    active: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Supervisor to stages: drain and exit 0."""
+    KIND: ClassVar[str] = "stop"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """VAD to supervisor: end of stream reached and every utterance acknowledged."""
+    KIND: ClassVar[str] = "drained"
+    utterances: int
+
+
+Frame = AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | Ack | Heartbeat | Route | Stop | Drained
+KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
+TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack"}
+
+_PY_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), bytes: (bytes,), list: (list, tuple)}
+
+
+def _field_specs(cls: type) -> list[tuple[str, tuple, bool]]:
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        has_default = f.default is not dataclasses.MISSING
+        specs.append((f.name, _PY_TYPES[hints[f.name]], has_default))
+    return specs
+
+
+_SPECS = {kind: _field_specs(cls) for kind, cls in KINDS.items()}
+_FIELD_NAMES = {kind: {name for name, _, _ in specs} for kind, specs in _SPECS.items()}
+
+
+def topic_of(frame: Frame) -> bytes:
+    return TOPIC_OVERRIDES.get(frame.KIND, frame.KIND.encode())
+
+
+def encode(frame: Frame, stage: str) -> list[bytes]:
+    """Frame -> multipart message `[topic, header, *buffers]`."""
+    header: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": frame.KIND, "stage": stage}
+    buffers = []
+    for name, types, _ in _SPECS[frame.KIND]:
+        value = getattr(frame, name)
+        if name == "stage":
+            header["stage"] = value  # the frame names its sender itself
+        elif types == (bytes,):
+            buffers.append(bytes(value))
+        else:
+            header[name] = value
+    return [topic_of(frame), msgpack.packb(header, use_bin_type=True), *buffers]
+
+
+def decode(parts: list[bytes]) -> Frame:
+    """Multipart message -> Frame, or FrameDecodeError saying what is wrong."""
+    if len(parts) < 2:
+        raise FrameDecodeError(f"expected [topic, header, *buffers], got {len(parts)} part(s)")
+    header = _unpack_header(parts[1])
+    version, kind, sender = header.pop("v", None), header.pop("kind", None), header.pop("stage", None)
+    if not isinstance(sender, str):
+        raise FrameDecodeError(f"header field 'stage' must name the sender, got {sender!r}")
+    if version != SCHEMA_VERSION:
+        raise FrameDecodeError(f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
+    if kind not in KINDS:
+        raise FrameDecodeError(f"unknown frame kind {kind!r}")
+    if "stage" in _FIELD_NAMES[kind]:
+        header["stage"] = sender  # Heartbeat.stage is the envelope's sender
+    return KINDS[kind](**_field_values(kind, header, list(parts[2:])))
+
+
+def _unpack_header(raw: bytes) -> dict:
+    if len(raw) > MAX_HEADER_BYTES:
+        raise FrameDecodeError(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as err:  # msgpack raises several unrelated types for bad input
+        raise FrameDecodeError(f"header is not msgpack: {type(err).__name__}: {err}") from None
+    if not isinstance(header, dict):
+        raise FrameDecodeError(f"header must be a map, got {type(header).__name__}")
+    return header
+
+
+def _field_values(kind: str, header: dict, buffers: list[bytes]) -> dict:
+    values = {}
+    for name, types, has_default in _SPECS[kind]:
+        if types == (bytes,):
+            if not buffers:
+                raise FrameDecodeError(f"{kind}: missing buffer for {name!r}")
+            value = bytes(buffers.pop(0))
+            if len(value) > MAX_BUFFER_BYTES:
+                raise FrameDecodeError(f"{kind}.{name}: buffer of {len(value)} bytes too large")
+        elif name in header:
+            value = header.pop(name)
+        elif has_default:
+            continue
+        else:
+            raise FrameDecodeError(f"{kind}: missing field {name!r}")
+        if not isinstance(value, types) or (types[0] is not bool and isinstance(value, bool)):
+            raise FrameDecodeError(f"{kind}.{name}: expected {types[0].__name__}, got {type(value).__name__}")
+        values[name] = list(value) if types[0] is list else value
+    if header:
+        raise FrameDecodeError(f"{kind}: unknown field(s) {sorted(map(str, header))}")
+    if buffers:
+        raise FrameDecodeError(f"{kind}: {len(buffers)} unexpected buffer(s)")
+    return values

@@ -1,0 +1,42 @@
+"""structlog set-up: JSON lines on stderr (stdout carries transcripts only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure_logging(stage: str, level: str = "info", json: bool | None = None, restart_count: int = 0) -> None:
+    """Call once in each process's main(), after spawning (cached loggers do not pickle)."""
+    if json is None:
+        json = not sys.stderr.isatty()
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    static = {"stage": stage, "pid": os.getpid(), "restart_count": restart_count}
+
+    def add_process_context(_logger, _name, event: dict) -> dict:
+        # Not contextvars: stage calls run in a worker thread, which contextvars would not reach.
+        for key, value in static.items():
+            event.setdefault(key, value)
+        return event
+
+    structlog.configure(
+        processors=[
+            add_process_context,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context) -> structlog.BoundLogger:
+    return structlog.get_logger().bind(**context)

@@ -1,0 +1,54 @@
+"""Every Prometheus metric of the pipeline, in one place.
+
+Children write through prometheus_client's multiprocess mode: the supervisor sets
+PROMETHEUS_MULTIPROC_DIR before spawning them and serves one /metrics for all.
+Names follow `stt_<thing>_<unit>`; utterance ids are never labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+FRAMES_IN = Counter("stt_frames_in_total", "Frames received by a stage", ["stage", "kind"])
+FRAMES_OUT = Counter("stt_frames_out_total", "Frames sent by a stage", ["stage", "kind"])
+FRAMES_MALFORMED = Counter("stt_frames_malformed_total", "Frames dropped because they did not decode", ["stage", "port"])
+FRAMES_DROPPED = Counter("stt_frames_dropped_total", "Frames dropped on purpose", ["stage", "reason"])
+BAD_INPUT = Counter("stt_bad_input_total", "Client input refused (bad audio, bad file)", ["stage", "reason"])
+
+UTTERANCES = Counter("stt_utterances_total", "Utterances closed by the VAD", ["stage", "reason"])
+UTTERANCES_RESENT = Counter("stt_utterances_resent_total", "Utterances sent again after a route change or timeout", ["stage"])
+VAD_SECONDS = Histogram("stt_vad_seconds", "VAD time per audio chunk", ["stage"],
+                        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05))
+QUEUE_DEPTH = Gauge("stt_queue_depth", "Utterances waiting for a transcript", ["stage"], multiprocess_mode="livemax")
+CAPTURE_OVERFLOWS = Counter("stt_capture_overflows_total", "Input overflows reported by the audio device", ["stage"])
+CAPTURE_GAP_SECONDS = Counter("stt_capture_gap_seconds_total", "Audio lost to device re-opens", ["stage"])
+
+TRANSCRIPTIONS = Counter("stt_transcriptions_total", "Transcription requests", ["model", "device", "outcome"])
+ERRORS = Counter("stt_errors_total", "Transcription engine errors", ["model", "device", "error"])
+LATENCY = Histogram("stt_latency_seconds", "Inference time per utterance", ["model", "device"], buckets=LATENCY_BUCKETS_S)
+VRAM_USAGE = Gauge("stt_vram_usage_bytes", "GPU memory in use on the worker's GPU", ["device"], multiprocess_mode="livemax")
+BREAKER_STATE = Gauge("stt_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["model", "device"],
+                      multiprocess_mode="livemax")
+MODELS_LOADED = Gauge("stt_models_loaded", "Models loaded in a worker", ["stage"], multiprocess_mode="livemax")
+PUBLISHED = Counter("stt_transcripts_published_total", "Transcripts published on the transcript topic", ["stage"])
+DUPLICATES = Counter("stt_transcripts_duplicate_total", "Duplicate transcripts dropped by the sink", ["stage"])
+NON_SPEECH = Counter("stt_non_speech_total", "Utterances judged not speech (nothing published)", ["stage"])
+E2E_LATENCY = Histogram("stt_publish_latency_seconds", "VAD close to publication", ["stage"], buckets=LATENCY_BUCKETS_S)
+
+STAGE_RESTARTS = Counter("stt_stage_restarts_total", "Stage restarts by the supervisor", ["stage", "reason"])
+STAGE_UP = Gauge("stt_stage_up", "1 when the stage is READY or RUNNING", ["stage"], multiprocess_mode="livemax")
+STAGE_FAILED = Gauge("stt_stage_failed", "1 when the supervisor gave up on the stage", ["stage"], multiprocess_mode="livemax")
+ACTIVE_WORKER = Gauge("stt_active_worker", "1 for the worker utterances are routed to", ["worker"], multiprocess_mode="livemax")
+FAILOVERS = Counter("stt_worker_switches_total", "Active worker changes", ["from_worker", "to_worker"])
+
+
+def mark_dead(pid: int | None) -> None:
+    """Drop a reaped child's live gauges (multiprocess mode only)."""
+    import os
+
+    if pid and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

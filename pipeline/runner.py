@@ -1,0 +1,284 @@
+"""StageRunner: the one loop every stage runs in.
+
+Stages never touch ZeroMQ: they implement `handle(port, frame) -> list[Output]` (plus `produce`
+for sources) and the runner owns sockets, heartbeats, signals, backpressure and record/replay.
+Every stage call runs in a worker thread so heartbeats continue during model loads and
+inference (wyoming-faster-whisper uses asyncio.to_thread for the same reason).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from pipeline import frames, metrics
+from pipeline.exitcodes import ExitCode
+from pipeline.frames import Frame, FrameDecodeError
+from pipeline.logs import get_logger
+from pipeline.recording import RecordReader, RecordWriter
+from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
+
+Output = tuple[str, Frame]
+CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
+
+
+class StageState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class StageStartError(Exception):
+    """The stage cannot start; `exit_code` tells the supervisor whether to retry."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.TRANSIENT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Stage:
+    """Base class: override what the stage needs. Ports are named PortSpecs."""
+
+    name = "stage"
+    inputs: dict[str, PortSpec] = {}
+    outputs: dict[str, PortSpec] = {}
+    is_source = False
+    exhausted = False  # sources: nothing more will be produced
+    last_seq = 0
+
+    def start(self) -> None:
+        """Load models and open devices; READY is published only after this returns."""
+
+    def handle(self, port: str, frame: Frame) -> list[Output]:
+        return []
+
+    def produce(self, max_wait_s: float) -> list[Output]:
+        """Sources only: return within max_wait_s with whatever is ready."""
+        return []
+
+    def tick(self, now_ns: int) -> list[Output]:
+        """Called once per heartbeat interval (timers, resends)."""
+        return []
+
+    def begin_drain(self) -> list[Output]:
+        return []
+
+    def drained(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def control_ports(run_dir: Path) -> tuple[PortSpec, PortSpec]:
+    """(stage -> supervisor, supervisor -> stages); the supervisor binds both."""
+    up = PortSpec("pub", ipc_endpoint(run_dir, "control_up"), bind=False)
+    down = PortSpec("sub", ipc_endpoint(run_dir, "control_down"), bind=False,
+                    subscribe=(frames.Route.KIND.encode(), frames.Stop.KIND.encode()))
+    return up, down
+
+
+class StageRunner:
+    """Runs one Stage against live sockets (`run`) or a recording (`replay`)."""
+
+    def __init__(self, stage: Stage, heartbeat_interval_s: float = 1.0, drain_timeout_s: float = 30.0,
+                 clock: Callable[[], int] = time.monotonic_ns, record_path: Path | None = None) -> None:
+        self.stage = stage
+        self.state = StageState.STARTING
+        self._hb_ns = int(heartbeat_interval_s * 1e9)
+        self._drain_timeout_ns = int(drain_timeout_s * 1e9)
+        self._clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=stage.name)
+        self._busy_since_ns = 0
+        self._next_hb_ns = 0
+        self._outbox: deque[Output] = deque()
+        self._stop_requested = False
+        self._drain_deadline_ns = 0
+        self._ppid = os.getppid()
+        self._recorder = RecordWriter(record_path) if record_path else None
+        self._log = get_logger()
+        self._sockets: dict = {}
+
+    # -- live mode -----------------------------------------------------------------
+
+    def run(self, run_dir: Path) -> int:
+        """Serve until stopped; returns the process exit code."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.request_stop())
+        transport = Transport()
+        try:
+            self._open(transport, run_dir)
+            code = self._start()
+            if code is None:
+                self._loop()
+                code = ExitCode.CLEAN
+            return code
+        finally:
+            self._finish(transport)
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    def _open(self, transport: Transport, run_dir: Path) -> None:
+        up, down = control_ports(run_dir)
+        specs = {**self.stage.inputs, **self.stage.outputs, CONTROL: up, "_control_down": down}
+        self._sockets = {name: transport.open(spec) for name, spec in specs.items()}
+        readable = [self._sockets[n] for n in (*self.stage.inputs, "_control_down")]
+        self._port_of = {id(self._sockets[n]): n for n in (*self.stage.inputs, "_control_down")}
+        self._poller = Poller(readable)
+
+    def _start(self) -> int | None:
+        try:
+            self._call(self.stage.start)
+        except StageStartError as err:
+            self._log.error("stage_start_failed", reason=str(err), exit_code=int(err.exit_code))
+            return err.exit_code
+        self._set_state(StageState.READY)
+        return None
+
+    def _loop(self) -> None:
+        while True:
+            now = self._clock()
+            if now >= self._next_hb_ns:
+                self._on_heartbeat(now)
+            if self._stop_requested and self.state is not StageState.DRAINING:
+                self._begin_drain(now)
+            if self._outbox:
+                self._flush_outbox()
+                continue
+            if self.state is StageState.DRAINING and (self.stage.drained() or now >= self._drain_deadline_ns):
+                if not self.stage.drained():
+                    self._log.warning("drain_timeout")
+                return
+            self._receive_or_produce(max(0.0, (self._next_hb_ns - self._clock()) / 1e9))
+
+    def _on_heartbeat(self, now: int) -> None:
+        self._next_hb_ns = now + self._hb_ns
+        self._send_heartbeat()
+        self._outbox.extend(self._call(self.stage.tick, now))
+
+    def _begin_drain(self, now: int) -> None:
+        self._set_state(StageState.DRAINING)
+        self._drain_deadline_ns = now + self._drain_timeout_ns
+        self._outbox.extend(self._call(self.stage.begin_drain))
+
+    def _receive_or_produce(self, wait_s: float) -> None:
+        produce = self.stage.is_source and not self.stage.exhausted and self.state is not StageState.DRAINING
+        for sock in self._poller.readable(0.0 if produce else wait_s):
+            port = self._port_of[id(sock)]
+            self._dispatch(port, recv_parts(sock))
+        if produce:
+            self._outbox.extend(self._call(self.stage.produce, wait_s))
+
+    def _dispatch(self, port: str, parts: list[bytes]) -> None:
+        if self._recorder:
+            self._recorder.write(port, parts)
+        try:
+            frame = frames.decode(parts)
+        except FrameDecodeError as err:
+            metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
+            self._log.warning("frame_malformed", port=port, reason=str(err))
+            return
+        metrics.FRAMES_IN.labels(self.stage.name, frame.KIND).inc()
+        if isinstance(frame, frames.Stop):
+            self._log.info("stop_requested", reason=frame.reason)
+            self.request_stop()
+            return
+        if self.state is StageState.READY:
+            self._set_state(StageState.RUNNING)
+        port = CONTROL if port == "_control_down" else port
+        self._outbox.extend(self._call(self.stage.handle, port, frame))
+
+    def _flush_outbox(self) -> None:
+        timeout_ms = max(1, int((self._next_hb_ns - self._clock()) / 1e6))
+        while self._outbox:
+            port, frame = self._outbox[0]
+            spec = self.stage.outputs.get(port)
+            blocking = spec.blocking if spec else False
+            if send(self._sockets[port], frame, self.stage.name, timeout_ms if blocking else 0):
+                metrics.FRAMES_OUT.labels(self.stage.name, frame.KIND).inc()
+            elif blocking:
+                return  # backpressure: retry after the next heartbeat
+            else:
+                metrics.FRAMES_DROPPED.labels(self.stage.name, f"no_peer_{port}").inc()
+            self._outbox.popleft()
+
+    def _call(self, fn, *args):
+        """Run a stage call in the worker thread, heartbeating while it is busy."""
+        future = self._executor.submit(fn, *args)
+        self._busy_since_ns = self._clock()
+        try:
+            while True:
+                try:
+                    return future.result(timeout=self._hb_ns / 1e9)
+                except concurrent.futures.TimeoutError:
+                    if self._sockets:
+                        self._next_hb_ns = self._clock() + self._hb_ns
+                        self._send_heartbeat()
+        finally:
+            self._busy_since_ns = 0
+
+    def _set_state(self, state: StageState) -> None:
+        self.state = state
+        self._log.info(f"stage_{state.value}")
+        self._send_heartbeat()
+
+    def _send_heartbeat(self) -> None:
+        if CONTROL not in self._sockets:
+            return
+        if os.getppid() != self._ppid:
+            # The supervisor is gone (even SIGKILLed): never outlive it. os._exit because a
+            # model call may still hold the worker thread, which a normal exit would wait for.
+            self._log.error("supervisor_gone", ppid=self._ppid)
+            os._exit(ExitCode.TRANSIENT)
+        hb = frames.Heartbeat(self.stage.name, os.getpid(), self.state.value, self.stage.last_seq, self._busy_since_ns)
+        send(self._sockets[CONTROL], hb, self.stage.name, 0)
+
+    def _finish(self, transport: Transport) -> None:
+        self.state = StageState.STOPPED
+        self._send_heartbeat()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.stage.close()
+        if self._recorder:
+            self._recorder.close()
+        transport.close()
+        self._log.info("stage_stopped")
+
+    # -- replay mode ---------------------------------------------------------------
+
+    def replay(self, in_path: Path | None, out_path: Path) -> int:
+        """Feed recorded input frames to the stage offline and record what it emits."""
+        with RecordWriter(out_path) as out:
+            try:
+                self._call(self.stage.start)
+            except StageStartError as err:
+                self._log.error("stage_start_failed", reason=str(err))
+                return err.exit_code
+            emitted = list(self._replay_inputs(in_path))
+            emitted += self._call(self.stage.begin_drain)
+            for port, frame in emitted:
+                out.write(port, frames.encode(frame, self.stage.name))
+        self.stage.close()
+        return ExitCode.CLEAN
+
+    def _replay_inputs(self, in_path: Path | None):
+        if in_path is None:  # a source stage: run it until it is exhausted
+            while not self.stage.exhausted:
+                yield from self._call(self.stage.produce, 0.0)
+            return
+        for port, parts in RecordReader(in_path):
+            try:
+                frame = frames.decode(parts)
+            except FrameDecodeError as err:
+                metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
+                self._log.warning("frame_malformed", port=port, reason=str(err))
+                continue
+            yield from self._call(self.stage.handle, port, frame)

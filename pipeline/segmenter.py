@@ -1,0 +1,96 @@
+"""Turns a stream of (window, speech probability) into utterances; pure, no model, no clock.
+
+Opens at the first window above `threshold` with `pre_roll_ms` of audio before it, closes
+after `min_silence_ms` below `threshold - 0.15` (Silero's own hysteresis), force-splits at
+`max_utterance_s`, and drops bursts shorter than `min_speech_ms`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.config import VadConfig
+
+HYSTERESIS = 0.15
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_sample: int   # in the capture stream
+    end_sample: int
+    pcm: np.ndarray
+    reason: str         # "silence" | "max_length" | "flush"
+
+
+class Segmenter:
+    def __init__(self, cfg: VadConfig, sample_rate_hz: int) -> None:
+        self.cfg = cfg
+        self.rate = sample_rate_hz
+        self._preroll: deque[np.ndarray] = deque()
+        self._preroll_samples = 0
+        self._open: list[np.ndarray] | None = None
+        self._start = 0
+        self._position = 0          # samples seen so far
+        self._speech_samples = 0
+        self._silence_samples = 0
+        self.dropped_short = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._open is not None
+
+    def push(self, window: np.ndarray, prob: float) -> list[Segment]:
+        """Feed one window and its speech probability; returns closed segments."""
+        self._position += window.size
+        if self._open is None:
+            if prob >= self.cfg.threshold:
+                self._begin(window)
+            else:
+                self._remember(window)
+            return []
+        self._open.append(window)
+        if prob >= self.cfg.threshold - HYSTERESIS:
+            self._speech_samples += window.size + self._silence_samples
+            self._silence_samples = 0
+        else:
+            self._silence_samples += window.size
+        if self._silence_samples * 1000 >= self.cfg.min_silence_ms * self.rate:
+            return self._close("silence")
+        if self._position - self._start >= self.cfg.max_utterance_s * self.rate:
+            closed = self._close("max_length")
+            self._begin(np.zeros(0, dtype=np.float32))  # speech goes on: the next one starts here
+            return closed
+        return []
+
+    def flush(self) -> list[Segment]:
+        """Close whatever is open (end of stream, capture gap, shutdown)."""
+        closed = self._close("flush") if self._open is not None else []
+        self._preroll.clear()
+        self._preroll_samples = 0
+        return closed
+
+    def _begin(self, window: np.ndarray) -> None:
+        self._open = [*self._preroll, window]
+        self._start = self._position - self._preroll_samples - window.size
+        self._speech_samples = window.size
+        self._silence_samples = 0
+        self._preroll.clear()
+        self._preroll_samples = 0
+
+    def _remember(self, window: np.ndarray) -> None:
+        self._preroll.append(window)
+        self._preroll_samples += window.size
+        limit = self.cfg.pre_roll_ms * self.rate // 1000
+        while self._preroll and self._preroll_samples - self._preroll[0].size >= limit:
+            self._preroll_samples -= self._preroll.popleft().size
+
+    def _close(self, reason: str) -> list[Segment]:
+        pcm = np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)
+        self._open = None
+        if self._speech_samples * 1000 < self.cfg.min_speech_ms * self.rate:
+            self.dropped_short += 1
+            return []
+        return [Segment(self._start, self._start + pcm.size, pcm, reason)]

@@ -1,0 +1,44 @@
+"""Where every socket lives: the one map of the pipeline's wiring.
+
+    capture --PUSH/PULL audio--> vad --PUSH utt_<worker>--> transcribe_gpu | transcribe_cpu
+    transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
+    sink --PUB (topic `ack`)--> vad           every stage --PUB control_up--> supervisor
+    supervisor --PUB control_down (route, stop)--> stages
+
+Binding sides are the long-lived ends (VAD for audio and utterances, sink for results and
+transcripts, supervisor for control), so a restarted peer simply reconnects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+from pipeline.transport import ipc_endpoint
+
+WORKERS = ("transcribe_gpu", "transcribe_cpu")  # routing preference, best first
+STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "capture")  # start order: consumers first
+
+
+def audio(run_dir: Path) -> str:
+    return ipc_endpoint(run_dir, "audio")
+
+
+def utterances(run_dir: Path, worker: str) -> str:
+    return ipc_endpoint(run_dir, f"utt_{worker}")
+
+
+def results(run_dir: Path) -> str:
+    return ipc_endpoint(run_dir, "results")
+
+
+def transcripts(cfg: PipelineConfig, run_dir: Path) -> str:
+    return cfg.endpoints.transcripts or ipc_endpoint(run_dir, "transcripts")
+
+
+def worker_config(cfg: PipelineConfig, worker: str):
+    return cfg.transcribe.gpu if worker == "transcribe_gpu" else cfg.transcribe.cpu
+
+
+def enabled_workers(cfg: PipelineConfig) -> list[str]:
+    return [w for w in WORKERS if worker_config(cfg, w).enabled]

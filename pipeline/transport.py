@@ -1,0 +1,102 @@
+"""ZeroMQ socket factories and framed send/receive; the only module that imports zmq.
+
+Every socket has linger=0 (a dead peer never blocks exit) and a message size cap, and
+receiving is always through a poll with a timeout (Paranoid Pirate: never block in recv).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import zmq
+
+from pipeline import frames
+from pipeline.frames import Frame
+
+MAX_MESSAGE_BYTES = frames.MAX_BUFFER_BYTES + frames.MAX_HEADER_BYTES
+Pattern = Literal["push", "pull", "pub", "sub"]
+_ZMQ_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB}
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """How a stage's named port is wired; the runner builds the socket from it."""
+    pattern: Pattern
+    endpoint: str
+    bind: bool
+    subscribe: tuple[bytes, ...] = ()
+    blocking: bool = True
+    """Outputs only: True = wait for the peer (backpressure); False = drop when nobody takes it."""
+
+
+def ipc_endpoint(run_dir: Path, name: str) -> str:
+    return f"ipc://{run_dir}/{name}.sock"
+
+
+class Transport:
+    """Owns one zmq.Context and the sockets made from it."""
+
+    def __init__(self) -> None:
+        self._ctx = zmq.Context()
+        self._sockets: list[zmq.Socket] = []
+
+    def open(self, spec: PortSpec, hwm: int = 1000) -> zmq.Socket:
+        sock = self._ctx.socket(_ZMQ_TYPES[spec.pattern])
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        for topic in spec.subscribe:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        (sock.bind if spec.bind else sock.connect)(spec.endpoint)
+        self._sockets.append(sock)
+        return sock
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close(linger=0)
+        self._sockets.clear()
+        self._ctx.term()
+
+
+def bound_address(sock: zmq.Socket) -> str:
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def send(sock: zmq.Socket, frame: Frame, stage: str, timeout_ms: int | None = None) -> bool:
+    """Send one frame; False when it could not be queued within timeout_ms (0 = don't wait)."""
+    parts = frames.encode(frame, stage)
+    if timeout_ms is None:
+        sock.send_multipart(parts, copy=False)
+        return True
+    if timeout_ms > 0 and not sock.poll(timeout_ms, zmq.POLLOUT):
+        return False
+    try:
+        sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+    except zmq.Again:
+        return False
+    return True
+
+
+def recv_parts(sock: zmq.Socket) -> list[bytes]:
+    """One waiting multipart message (call after poll said it is readable)."""
+    return sock.recv_multipart(flags=zmq.NOBLOCK)
+
+
+def send_raw(sock: zmq.Socket, parts: list[bytes]) -> None:
+    """Send already-encoded parts (replay tools, fuzzing tests)."""
+    sock.send_multipart(parts)
+
+
+class Poller:
+    """Poll several sockets with a timeout; returns the readable ones."""
+
+    def __init__(self, sockets: list[zmq.Socket]) -> None:
+        self._poller = zmq.Poller()
+        for sock in sockets:
+            self._poller.register(sock, zmq.POLLIN)
+
+    def readable(self, timeout_s: float) -> list[zmq.Socket]:
+        return [s for s, _ in self._poller.poll(max(0, int(timeout_s * 1000)))]

@@ -1,0 +1,1 @@
+"""One module per pipeline stage; each runs as its own process (`python -m stages.<name>`)."""

@@ -1,0 +1,90 @@
+"""Capture stage: microphone or files -> numbered 16 kHz mono float32 AudioChunks.
+
+A file that cannot be read is logged, counted and skipped; the next one plays. Between files a
+CaptureGap tells the VAD to close the open utterance, and after the last an EndOfStream.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import frames, metrics, topology
+from pipeline.cli import stage_main
+from pipeline.config import AudioConfig, PipelineConfig
+from pipeline.exitcodes import ExitCode
+from pipeline.logs import get_logger
+from pipeline.runner import Output, Stage, StageStartError
+from pipeline.sources import DeviceSource, FileSource, SourceEvent
+from pipeline.transport import PortSpec
+
+
+class CaptureStage(Stage):
+    name = "capture"
+    is_source = True
+
+    def __init__(self, cfg: AudioConfig, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.frame_samples = cfg.sample_rate_hz * cfg.frame_ms // 1000
+        self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False)}
+        self.source: FileSource | DeviceSource | None = None
+        self._seq = 0
+        self.log = get_logger()
+
+    def start(self) -> None:
+        if self.cfg.source:
+            path = Path(self.cfg.source)
+            if not path.exists():
+                raise StageStartError(f"audio source {path} does not exist", ExitCode.CONFIG_ERROR)
+            self.source = FileSource(path, self.frame_samples, self.cfg.sample_rate_hz,
+                                     self.cfg.pace == "realtime", self.cfg.max_file_s)
+            self.log.info("capture_files", path=str(path), files=len(self.source.files), pace=self.cfg.pace)
+            return
+        self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow)
+        try:
+            self.source.open()
+        except Exception as err:  # PortAudio raises several types; all mean "no usable device"
+            raise StageStartError(f"cannot open input device {self.cfg.device!r}: {err}") from None
+        self.log.info("capture_device", device=self.cfg.device)
+
+    def produce(self, max_wait_s: float) -> list[Output]:
+        out: list[Output] = []
+        for item in self.source.read(max_wait_s):
+            out.append(("audio", self._to_frame(item)))
+        return out
+
+    def _to_frame(self, item: np.ndarray | SourceEvent) -> frames.Frame:
+        self._seq += 1
+        self.last_seq = self._seq
+        if isinstance(item, np.ndarray):
+            return frames.AudioChunk(self._seq, time.monotonic_ns(), time.time(), self.cfg.sample_rate_hz, 1,
+                                     item.astype(np.float32).tobytes())
+        if item.kind == "end":
+            self.exhausted = True
+            self.log.info("end_of_source", detail=item.detail)
+            return frames.EndOfStream(self._seq, item.detail)
+        if item.kind == "bad_file":
+            metrics.BAD_INPUT.labels(self.name, item.reason).inc()
+            self.log.error("audio_file_rejected", reason=item.reason, detail=item.detail)
+        return frames.CaptureGap(self._seq, 0.0, item.kind)
+
+    def _on_overflow(self) -> None:
+        metrics.CAPTURE_OVERFLOWS.labels(self.name).inc()
+
+    def close(self) -> None:
+        if isinstance(self.source, DeviceSource):
+            self.source.close()
+
+
+def make_stage(cfg: PipelineConfig, args) -> CaptureStage:
+    return CaptureStage(cfg.audio, cfg.resolved_run_dir())
+
+
+def main() -> None:
+    stage_main("capture", make_stage)
+
+
+if __name__ == "__main__":
+    main()

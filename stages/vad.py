@@ -1,0 +1,197 @@
+"""VAD stage: Silero speech probabilities -> utterances, routed to the active worker.
+
+Keeps every utterance until the sink acknowledges it (topic `ack`), and sends the pending ones
+again when the supervisor routes to another worker (new epoch) or when one waits too long;
+the sink drops duplicates. That is what makes a worker crash or a GPU->CPU switch lossless.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import frames, metrics, topology
+from pipeline.cli import stage_main
+from pipeline.config import PipelineConfig, VadConfig
+from pipeline.logs import get_logger
+from pipeline.runner import CONTROL, Output, Stage
+from pipeline.segmenter import Segment, Segmenter
+from pipeline.transport import PortSpec
+
+WINDOW_SAMPLES = {16000: 512, 8000: 256}  # what Silero accepts
+
+
+def load_silero():
+    """Silero's TorchScript model, shipped in the silero-vad wheel; one thread is plenty."""
+    import torch
+    from silero_vad import load_silero_vad
+
+    torch.set_num_threads(1)
+    model = load_silero_vad()
+
+    def speech_prob(window: np.ndarray, rate: int) -> float:
+        with torch.no_grad():
+            return float(model(torch.from_numpy(window), rate).item())
+
+    speech_prob.reset = model.reset_states  # type: ignore[attr-defined]
+    return speech_prob
+
+
+@dataclass
+class Pending:
+    utterance: frames.Utterance
+    sent_ns: int = 0
+    sent_epoch: int = -1
+
+
+class VadStage(Stage):
+    name = "vad"
+
+    def __init__(self, cfg: VadConfig, sample_rate_hz: int, run_dir: Path, workers: list[str],
+                 transcripts_endpoint: str, prob_fn=None, clock=time.monotonic_ns) -> None:
+        self.cfg = cfg
+        self.rate = sample_rate_hz
+        self.window = WINDOW_SAMPLES[sample_rate_hz]
+        self.inputs = {
+            "audio": PortSpec("pull", topology.audio(run_dir), bind=True),
+            "acks": PortSpec("sub", transcripts_endpoint, bind=False, subscribe=(b"ack",)),
+        }
+        self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
+        self._prob_fn = prob_fn
+        self._clock = clock
+        self._segmenter = Segmenter(cfg, sample_rate_hz)
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._pending: OrderedDict[str, Pending] = OrderedDict()
+        self._active: str | None = None
+        self._epoch = -1
+        self._session = f"{os.getpid():x}{int(time.time()) & 0xFFFF:04x}"
+        self._count = 0
+        self._eos = False
+        self._drained_sent = False
+        self.log = get_logger()
+
+    def start(self) -> None:
+        if self._prob_fn is None:
+            self._prob_fn = load_silero()
+
+    def handle(self, port: str, frame: frames.Frame) -> list[Output]:
+        if isinstance(frame, frames.AudioChunk):
+            return self._on_audio(frame)
+        if isinstance(frame, frames.Ack):
+            return self._on_ack(frame.utt_id)
+        if isinstance(frame, frames.Route):
+            return self._on_route(frame)
+        if isinstance(frame, (frames.CaptureGap, frames.EndOfStream)):
+            return self._on_break(frame)
+        return []
+
+    def _on_audio(self, chunk: frames.AudioChunk) -> list[Output]:
+        self.last_seq = chunk.seq
+        if chunk.sample_rate_hz != self.rate or chunk.channels != 1 or len(chunk.pcm) % 4:
+            metrics.BAD_INPUT.labels(self.name, "audio_format").inc()
+            self.log.warning("audio_chunk_rejected", seq=chunk.seq, sample_rate_hz=chunk.sample_rate_hz,
+                             channels=chunk.channels)
+            return []
+        samples = np.frombuffer(chunk.pcm, dtype=np.float32)
+        if not np.isfinite(samples).all():
+            metrics.BAD_INPUT.labels(self.name, "non_finite").inc()
+            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+        self._buffer = np.concatenate([self._buffer, samples])
+        closed: list[Segment] = []
+        while self._buffer.size >= self.window:
+            window, self._buffer = self._buffer[:self.window], self._buffer[self.window:]
+            started = time.perf_counter()
+            prob = self._prob_fn(window, self.rate)
+            metrics.VAD_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            closed += self._segmenter.push(window, prob)
+        return self._emit(closed)
+
+    def _on_break(self, frame) -> list[Output]:
+        """A gap or the end of the stream closes the open utterance; Silero restarts clean."""
+        closed = self._segmenter.flush()
+        self._buffer = np.zeros(0, dtype=np.float32)
+        if hasattr(self._prob_fn, "reset"):
+            self._prob_fn.reset()
+        if isinstance(frame, frames.CaptureGap):
+            self.log.info("capture_gap", duration_ms=frame.duration_ms, reason=frame.reason)
+        else:
+            self.log.info("end_of_stream", source=frame.source, utterances=self._count)
+            self._eos = True
+        return self._emit(closed) + self._maybe_drained()
+
+    def _emit(self, segments: list[Segment]) -> list[Output]:
+        out = []
+        for seg in segments:
+            self._count += 1
+            utt = frames.Utterance(f"{self._session}-{self._count:06d}", seg.start_sample / self.rate,
+                                   seg.end_sample / self.rate, time.time(), self.rate, seg.pcm.tobytes())
+            metrics.UTTERANCES.labels(self.name, seg.reason).inc()
+            self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
+                          reason=seg.reason)
+            self._pending[utt.utt_id] = Pending(utt)
+            self._bound_pending()
+            out += self._send(self._pending[utt.utt_id])
+        metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
+        return out
+
+    def _bound_pending(self) -> None:
+        while len(self._pending) > self.cfg.max_pending:
+            utt_id, _ = self._pending.popitem(last=False)
+            metrics.FRAMES_DROPPED.labels(self.name, "pending_full").inc()
+            self.log.error("utterance_dropped", utt_id=utt_id, reason="pending_full", max_pending=self.cfg.max_pending)
+
+    def _send(self, pending: Pending) -> list[Output]:
+        if self._active is None or self._active not in self.outputs:
+            return []  # no worker is ready yet: it stays pending until the first Route
+        if pending.sent_epoch >= 0:
+            metrics.UTTERANCES_RESENT.labels(self.name).inc()
+        pending.sent_ns, pending.sent_epoch = self._clock(), self._epoch
+        return [(self._active, pending.utterance)]
+
+    def _on_ack(self, utt_id: str) -> list[Output]:
+        if self._pending.pop(utt_id, None) is not None:
+            metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
+        return self._maybe_drained()
+
+    def _on_route(self, route: frames.Route) -> list[Output]:
+        if route.epoch == self._epoch and route.active == self._active:
+            return []
+        self.log.info("route_changed", active=route.active, epoch=route.epoch, pending=len(self._pending))
+        self._active, self._epoch = route.active, route.epoch
+        return [out for p in self._pending.values() for out in self._send(p)]
+
+    def tick(self, now_ns: int) -> list[Output]:
+        limit_ns = int(self.cfg.resend_after_s * 1e9)
+        late = [p for p in self._pending.values() if p.sent_epoch >= 0 and now_ns - p.sent_ns > limit_ns]
+        return [out for p in late for out in self._send(p)] + self._maybe_drained()
+
+    def _maybe_drained(self) -> list[Output]:
+        if self._eos and not self._pending and not self._drained_sent:
+            self._drained_sent = True
+            return [(CONTROL, frames.Drained(self._count))]
+        return []
+
+    def begin_drain(self) -> list[Output]:
+        return self._emit(self._segmenter.flush())
+
+    def drained(self) -> bool:
+        return not self._pending
+
+
+def make_stage(cfg: PipelineConfig, args) -> VadStage:
+    run_dir = cfg.resolved_run_dir()
+    return VadStage(cfg.vad, cfg.audio.sample_rate_hz, run_dir, topology.enabled_workers(cfg),
+                    topology.transcripts(cfg, run_dir))
+
+
+def main() -> None:
+    stage_main("vad", make_stage)
+
+
+if __name__ == "__main__":
+    main()

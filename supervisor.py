@@ -1,0 +1,274 @@
+"""Supervisor: starts every stage, watches heartbeats, restarts, routes, and stops cleanly.
+
+`python supervisor.py` listens to the microphone; `--source PATH` plays files and exits after
+the last transcript; `--test-mode` plays the bundled French recording and checks the words.
+Decisions come from pipeline/policy.py; this module only carries them out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pipeline import frames, topology
+from pipeline.config import PipelineConfig, load_config_or_exit, write_snapshot
+from pipeline.exitcodes import ExitCode, describe
+from pipeline.logs import configure_logging, get_logger
+from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active
+from pipeline.procs import StageProcess, child_env, kill, stage_command, stop_all
+from pipeline.testmode import TEST_RECORDING, TestModeCheck
+from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CONFIG = ROOT / "config.yaml"
+
+
+class Supervisor:
+    def __init__(self, cfg: PipelineConfig, run_dir: Path, print_transcripts: bool, check: TestModeCheck | None) -> None:
+        self.cfg = cfg
+        self.sup = cfg.supervisor
+        self.run_dir = run_dir
+        self.check = check
+        self.log = get_logger()
+        self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
+        self.procs = {name: StageProcess(name, self._argv(name, print_transcripts)) for name in self._stage_names()}
+        self.active: str | None = None
+        self.epoch = 0
+        self.stopping = False
+        self.exit_code = ExitCode.CLEAN
+        self.env = child_env(str(run_dir / "prom"))
+
+    def _stage_names(self) -> list[str]:
+        workers = topology.enabled_workers(self.cfg)
+        return [s for s in topology.STAGES if s not in topology.WORKERS or s in workers]
+
+    def _argv(self, name: str, print_transcripts: bool) -> list[str]:
+        snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
+        if name in topology.WORKERS:
+            return stage_command("transcribe", "--worker", name, *snapshot)
+        return stage_command(name, *snapshot, *(["--print"] if name == "sink" and print_transcripts else []))
+
+    # -- main loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        from pipeline import metrics  # after PROMETHEUS_MULTIPROC_DIR is set (see main)
+
+        self.metrics = metrics
+        transport = Transport()
+        up = transport.open(PortSpec("sub", ipc_endpoint(self.run_dir, "control_up"), bind=True,
+                                     subscribe=(b"heartbeat", b"drained")))
+        self.down = transport.open(PortSpec("pub", ipc_endpoint(self.run_dir, "control_down"), bind=True))
+        sockets = [up]
+        if self.check:
+            self.check_sock = transport.open(PortSpec("sub", topology.transcripts(self.cfg, self.run_dir), bind=False,
+                                                      subscribe=(b"transcript",)))
+            sockets.append(self.check_sock)
+        poller = Poller(sockets)
+        next_route = 0.0
+        try:
+            while not self.stopping:
+                for sock in poller.readable(0.1):
+                    self._on_message(sock, recv_parts(sock))
+                now = time.monotonic()
+                self._reconcile(now)
+                if now >= next_route:
+                    self._publish_route()
+                    next_route = now + self.sup.heartbeat_interval_s
+        finally:
+            self._shutdown()
+            transport.close()
+        return self.exit_code
+
+    def request_stop(self, reason: str, code: int = ExitCode.CLEAN) -> None:
+        if not self.stopping:
+            self.log.info("supervisor_stopping", reason=reason)
+            self.stopping, self.exit_code = True, code
+
+    def _on_message(self, sock, parts: list[bytes]) -> None:
+        try:
+            frame = frames.decode(parts)
+        except frames.FrameDecodeError as err:
+            self.log.warning("frame_malformed", port="control_up", reason=str(err))
+            return
+        if isinstance(frame, frames.Heartbeat):
+            self._on_heartbeat(frame)
+        elif isinstance(frame, frames.Drained):
+            self.log.info("source_drained", utterances=frame.utterances)
+            ok = self.check.passed() if self.check else True
+            self.request_stop("source_done", ExitCode.CLEAN if ok else ExitCode.FAILURE)
+        elif isinstance(frame, frames.Transcript) and self.check:
+            self.check.add(frame)
+
+    def _on_heartbeat(self, hb: frames.Heartbeat) -> None:
+        proc = self.procs.get(hb.stage)
+        if proc is None or proc.pid != hb.pid:
+            return  # a heartbeat from a process we already replaced
+        now = time.monotonic()
+        proc.state, proc.last_heartbeat, proc.busy_since_ns = hb.state, now, hb.busy_since_ns
+        if proc.healthy and not proc.ready_reported:
+            proc.ready_reported = True
+            self.policy.on_ready(proc.name, now)
+            self.metrics.STAGE_UP.labels(proc.name).set(1)
+            self.log.info("stage_up", stage_name=proc.name, pid=proc.pid,
+                          start_s=round(now - proc.spawned_at, 3), restarts=proc.restarts)
+
+    def _reconcile(self, now: float) -> None:
+        """Compare desired with actual: spawn what is due, detect failures, fix the route."""
+        for proc in self.procs.values():
+            if proc.failed:
+                continue
+            if proc.popen is None or not proc.alive:
+                if proc.popen is not None and proc.start_at is None:
+                    self._on_failure(proc, proc.popen.returncode, describe(proc.popen.returncode), now)
+                if proc.start_at is not None and now >= proc.start_at:
+                    proc.spawn(self.env, now)
+                    self.log.info("stage_spawned", stage_name=proc.name, pid=proc.pid, restarts=proc.restarts)
+                continue
+            reason = self._hang_reason(proc, now)
+            if reason:
+                self.log.error("stage_hung", stage_name=proc.name, pid=proc.pid, reason=reason)
+                kill(proc)
+                self._on_failure(proc, None, reason, now)
+        self._update_route()
+
+    def _hang_reason(self, proc: StageProcess, now: float) -> str | None:
+        if proc.state == "starting":
+            return "start_timeout" if now - proc.spawned_at > self.sup.start_timeout_s else None
+        if now - proc.last_heartbeat > self.sup.heartbeat_liveness * self.sup.heartbeat_interval_s:
+            return "heartbeat_missed"
+        if proc.busy_since_ns and time.monotonic_ns() - proc.busy_since_ns > self.sup.max_busy_s * 1e9:
+            return "busy_too_long"
+        return None
+
+    def _on_failure(self, proc: StageProcess, code: int | None, reason: str, now: float) -> None:
+        proc.state = "down"
+        self.metrics.STAGE_UP.labels(proc.name).set(0)
+        self.metrics.mark_dead(proc.pid)
+        decision = self.policy.on_failure(proc.name, code, now)
+        self.log.warning("stage_failed", stage_name=proc.name, pid=proc.pid, reason=reason,
+                         decision=type(decision).__name__)
+        proc.restarts += 1
+        if isinstance(decision, Restart):
+            proc.start_at = now + decision.after_s
+            self.metrics.STAGE_RESTARTS.labels(proc.name, reason).inc()
+        elif isinstance(decision, Failover):
+            proc.start_at = now + decision.retry_after_s
+            self.log.warning("gpu_worker_failover", to=decision.to, retry_in_s=decision.retry_after_s, reason=reason)
+        elif isinstance(decision, GiveUp):
+            proc.failed = True
+            self.metrics.STAGE_FAILED.labels(proc.name).set(1)
+            self.log.error("stage_given_up", stage_name=proc.name, reason=decision.reason)
+            if proc.name not in topology.WORKERS or not any(
+                    not p.failed for n, p in self.procs.items() if n in topology.WORKERS):
+                self.request_stop(f"{proc.name} failed permanently", ExitCode.FAILURE)
+
+    def _update_route(self) -> None:
+        healthy = [name for name, p in self.procs.items() if name in topology.WORKERS and p.healthy]
+        active = choose_active(healthy, topology.WORKERS)
+        if active == self.active:
+            return
+        self.log.warning("worker_switched", from_worker=self.active, to_worker=active)
+        self.metrics.FAILOVERS.labels(str(self.active), str(active)).inc()
+        for name in topology.WORKERS:
+            self.metrics.ACTIVE_WORKER.labels(name).set(1 if name == active else 0)
+        self.active = active
+        self.epoch += 1
+        self._publish_route()
+
+    def _publish_route(self) -> None:
+        # Re-sent every heartbeat interval: PUB/SUB drops messages sent before a peer joins.
+        if self.active:
+            send(self.down, frames.Route(self.active, self.epoch), "supervisor", 0)
+
+    def _shutdown(self) -> None:
+        """Capture first, then VAD (which finishes the utterance in flight), then the rest."""
+        grace = self.sup.graceful_timeout_s
+        stop_all([p for n, p in self.procs.items() if n == "capture"], grace)
+        stop_all([p for n, p in self.procs.items() if n == "vad"], self.sup.drain_timeout_s + grace)
+        stop_all([p for n, p in self.procs.items() if n not in ("capture", "vad")], grace)
+        for proc in self.procs.values():
+            if proc.pid:
+                self.metrics.mark_dead(proc.pid)
+        self.log.info("supervisor_stopped", exit_code=int(self.exit_code))
+
+    def status(self) -> tuple[bool, dict]:
+        stages = {n: ("failed" if p.failed else p.state) for n, p in self.procs.items()}
+        required = [n for n in self.procs if n not in topology.WORKERS]
+        ready = all(self.procs[n].healthy for n in required) and self.active is not None
+        return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="LUXA speech front end supervisor")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    parser.add_argument("--source", help="play this audio file or folder instead of the microphone, then exit")
+    parser.add_argument("--test-mode", action="store_true", help="play the bundled French recording and check it")
+    parser.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes them")
+    parser.add_argument("--run-dir", help="private runtime directory (sockets, metrics, config snapshot)")
+    parser.add_argument("--quiet", action="store_true", help="do not print transcripts on stdout")
+    parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
+    return parser.parse_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    audio: dict = {}
+    if args.test_mode:
+        audio["source"] = str(TEST_RECORDING)
+    elif args.source:
+        audio["source"] = str(Path(args.source).resolve())
+    if args.fast:
+        audio["pace"] = "fast"
+    return {"audio": audio, **({"run_dir": args.run_dir} if args.run_dir else {})}
+
+
+def prepare_run_dir(cfg: PipelineConfig) -> Path:
+    """Private (0700) runtime dir with a fresh metrics folder and the config snapshot."""
+    run_dir = cfg.resolved_run_dir()
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    shutil.rmtree(run_dir / "prom", ignore_errors=True)
+    (run_dir / "prom").mkdir()
+    write_snapshot(cfg, run_dir / "config.resolved.json")
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("supervisor")
+    if args.list_devices:
+        from pipeline.sources import describe_devices
+        print(describe_devices())
+        return ExitCode.CLEAN
+    cfg = load_config_or_exit(args.config, overrides_from(args))
+    configure_logging("supervisor", cfg.logging.level)
+    run_dir = prepare_run_dir(cfg)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "prom")  # before prometheus_client is imported
+    from pipeline.health import HealthServer
+
+    check = TestModeCheck() if args.test_mode else None
+    supervisor = Supervisor(cfg, run_dir, print_transcripts=not args.quiet, check=check)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.request_stop("signal"))
+    health = None
+    if cfg.metrics.enabled:
+        health = HealthServer(cfg.metrics.host, cfg.metrics.port, str(run_dir / "prom"), supervisor.status)
+        health.start()
+        get_logger().info("metrics_serving", url=f"http://{cfg.metrics.host}:{health.port}/metrics")
+    try:
+        code = supervisor.run()
+    finally:
+        if health:
+            health.stop()
+    if check:
+        print(json.dumps(check.report(), ensure_ascii=False), file=sys.stderr)
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
