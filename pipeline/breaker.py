@@ -1,4 +1,4 @@
-"""Per-model circuit breaker: pure state machine, clock injected.
+r"""Per-model circuit breaker: pure state machine, clock injected.
 
 closed --N consecutive failures--> open --cooldown--> half-open --success--> closed
                                                           \--failure--> open

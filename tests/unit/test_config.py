@@ -1,0 +1,59 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, PipelineConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_yaml_is_exactly_the_defaults():
+    assert load_config(ROOT / "config.yaml") == PipelineConfig()
+
+
+def test_defaults_are_french_and_cpu_int8():
+    cfg = PipelineConfig()
+    assert cfg.transcribe.language == "fr"
+    assert cfg.transcribe.cpu.compute_type == "int8" and cfg.transcribe.gpu.compute_type == "float16"
+    assert cfg.metrics.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"vad": {"min_silence_ms": 0}}, "vad.min_silence_ms: Input should be greater than 0"),
+    ({"vad": {"silence": 3}}, "vad.silence: Extra inputs are not permitted"),
+    ({"audio": {"sample_rate_hz": 44100}}, "audio: Value error, sample_rate_hz must be one of"),
+    ({"transcribe": {"cpu": {"device": "tpu"}}}, "transcribe.cpu.device: Input should be 'cuda' or 'cpu'"),
+    ({"transcribe": {"gpu": {"models": []}}}, "transcribe.gpu.models: List should have at least 1 item"),
+])
+def test_bad_values_name_the_key_and_the_reason(tmp_path, data, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value)
+
+
+def test_unparseable_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("vad: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(path)
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        PipelineConfig().vad.threshold = 0.9
+
+
+def test_supervisor_refuses_a_bad_key_before_starting_any_stage(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("vad:\n  treshold: 0.4\n")
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "supervisor.py", "--config", str(path), "--run-dir", str(run_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78
+    assert "config error: vad.treshold: Extra inputs are not permitted" in proc.stderr
+    assert not run_dir.exists()  # nothing was prepared, no stage was spawned
