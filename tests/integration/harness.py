@@ -1,0 +1,136 @@
+"""Runs the real supervisor as a subprocess and watches it from outside, as LUXA would.
+
+Transcripts arrive through a real SUB socket on the `transcript` topic; stderr JSON log lines
+are parsed into events so tests can assert on what the pipeline said it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import yaml
+
+from pipeline import frames, topology
+from pipeline.config import load_config
+from pipeline.transport import Poller, PortSpec, Transport, recv_parts
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pipeline_config(run_dir: Path, **sections) -> dict:
+    """Defaults plus what a test needs: its own run dir, a free metrics port, quick restarts."""
+    cfg = {"run_dir": str(run_dir), "metrics": {"port": 0},
+           "supervisor": {"restart": {"backoff_initial_s": 0.2}}}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    return cfg
+
+
+class Subscriber:
+    """A LUXA client: SUB on the public transcripts endpoint, collecting in a thread."""
+
+    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (b"transcript",)) -> None:
+        self.frames: list = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(endpoint, topics), daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _run(self, endpoint: str, topics) -> None:
+        transport = Transport()
+        sock = transport.open(PortSpec("sub", endpoint, bind=False, subscribe=topics))
+        poller = Poller([sock])
+        self._ready.set()
+        while not self._stop.is_set():
+            for s in poller.readable(0.1):
+                self.frames.append(frames.decode(recv_parts(s)))
+        transport.close()
+
+    def transcripts(self) -> list[frames.Transcript]:
+        return [f for f in self.frames if isinstance(f, frames.Transcript)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class PipelineProcess:
+    def __init__(self, run_dir: Path, config: dict, *args: str) -> None:
+        self.run_dir = run_dir
+        self.config_path = run_dir / "test-config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        self.cfg = load_config(self.config_path)
+        self.stdout_lines: list[str] = []
+        self.events: list[dict] = []
+        self.stderr_lines: list[str] = []
+        self.subscriber = Subscriber(topology.transcripts(self.cfg, run_dir))
+        self.proc = subprocess.Popen([sys.executable, "supervisor.py", "--config", str(self.config_path), *args],
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout_lines), daemon=True),
+                         threading.Thread(target=self._read_events, daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream, sink: list) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def _read_events(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            try:
+                self.events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+
+    def find(self, event: str, **fields) -> list[dict]:
+        return [e for e in list(self.events) if e.get("event") == event
+                and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait_event(self, event: str, timeout_s: float = 60, **fields) -> dict:
+        try:
+            return wait_until(lambda: (self.find(event, **fields) or [None])[-1], timeout_s, what=f"{event} {fields}")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n--- pipeline log ---\n{self.log_tail()}") from None
+
+    def stage_pids(self) -> dict[str, int]:
+        return {e["stage_name"]: e["pid"] for e in self.find("stage_spawned")}
+
+    def wait_exit(self, timeout_s: float = 120) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        for t in self._readers:
+            t.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        for pid in self.stage_pids().values():
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.subscriber.close()
+
+    def log_tail(self, n: int = 60) -> str:
+        return "".join(self.stderr_lines[-n:])
+
+
+def pid_alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie (an orphan waiting for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
