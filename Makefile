@@ -6,7 +6,7 @@ run:
 
 test:
 	scripts/setup --test
-	.venv/bin/python -m pytest --cov=pipeline --cov=stages --cov-report=term $(PYTEST_ARGS)
+	.venv/bin/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 setup:
 	scripts/setup

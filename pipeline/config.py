@@ -66,6 +66,7 @@ class VadConfig(_Strict):
 class WorkerConfig(_Strict):
     enabled: bool = True
     device: Literal["cuda", "cpu"] = "cpu"
+    """Set by the slice: `transcribe.gpu` defaults to cuda, `transcribe.cpu` to cpu."""
     models: list[str] = Field(default_factory=lambda: ["base"], min_length=1)
     """Fallback chain: tried in order at load and when a model fails mid-request."""
     compute_type: str | None = None
@@ -75,6 +76,10 @@ class WorkerConfig(_Strict):
     """The GPU worker refuses to start below this much free GPU memory (MiB)."""
 
 
+class GpuWorkerConfig(WorkerConfig):
+    device: Literal["cuda", "cpu"] = "cuda"
+
+
 class TranscribeConfig(_Strict):
     language: str = "fr"
     beam_size: int = Field(5, gt=0)
@@ -82,8 +87,10 @@ class TranscribeConfig(_Strict):
     """Longer input is refused as a client error (s)."""
     no_speech_threshold: float = Field(0.6, gt=0, le=1)
     log_prob_threshold: float = -1.0
-    gpu: WorkerConfig = WorkerConfig(device="cuda", compute_type="float16")
-    cpu: WorkerConfig = WorkerConfig(device="cpu", compute_type="int8")
+    health_probe_s: float = Field(30.0, gt=0)
+    """An idle worker runs a synthetic transcription this often, so /ready stays truthful (s)."""
+    gpu: GpuWorkerConfig = GpuWorkerConfig()
+    cpu: WorkerConfig = WorkerConfig()
 
 
 class ModelsConfig(_Strict):

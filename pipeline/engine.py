@@ -75,6 +75,8 @@ class Engine:
         self._probe = gpu_probe
         self._clock = clock
         self.models: list[LoadedModel] = []
+        self.failures = 0          # engine errors, all models (client errors never count)
+        self.last_success = 0.0    # monotonic time of the last answered request (0 = none yet)
         self.log = get_logger(device=self.device)
 
     def load(self) -> None:
@@ -85,6 +87,7 @@ class Engine:
             self.log.info("gpu_selected", index=chosen.index, name=chosen.name, free_mib=chosen.free_bytes >> 20)
         for name in self.worker.models:
             try:
+                self._check_vram()
                 path = resolve_model(name, self.cache_dir)
                 model = self._factory(path, self.device, self.device_index, self.compute_type, self.worker.cpu_threads)
             except Exception as err:  # any load failure skips this model; the next one may load
@@ -99,11 +102,52 @@ class Engine:
             raise NoModelError(f"no model of the chain {self.worker.models} could be loaded on {self.device}")
         self._update_gauges()
 
+    def _check_vram(self) -> None:
+        """Before each model: the chosen GPU must still have the configured free memory."""
+        if self.device != "cuda":
+            return
+        info = next((g for g in self._probe() if g.index == self.device_index), None)
+        if info is not None and info.free_bytes < self.worker.min_free_vram_mb << 20:
+            raise gpu.GpuUnavailableError(f"GPU {info.index}: {info.free_bytes >> 20} MiB free, "
+                                          f"below {self.worker.min_free_vram_mb} MiB")
+
     def warm_up(self) -> None:
-        """One synthetic request per model so the first real utterance is not slow."""
-        silence = np.zeros(int(WARMUP_S * TARGET_RATE_HZ), dtype=np.float32)
+        """One synthetic request per model so the first real utterance is not slow.
+
+        A model that cannot even do that is dropped from the chain, like one that fails to load.
+        """
+        for loaded in list(self.models):
+            try:
+                self._synthetic(loaded)
+            except Exception as err:  # same policy as a load failure
+                metrics.ERRORS.labels(loaded.name, self.device, "warmup").inc()
+                self.log.error("model_warmup_failed", model=loaded.name, error=f"{type(err).__name__}: {err}")
+                self.models.remove(loaded)
+        if not self.models:
+            raise NoModelError(f"no model of the chain {self.worker.models} survived its warm-up on {self.device}")
+        self._mark_success()
+
+    def probe(self) -> bool:
+        """Health check: one synthetic request on the first allowed model; not counted as traffic."""
         for loaded in self.models:
-            list(loaded.model.transcribe(silence, language=self.cfg.language, beam_size=1)[0])
+            if loaded.breaker.allow():
+                try:
+                    self._synthetic(loaded)
+                except Exception as err:  # a failing probe is an engine failure like any other
+                    self._on_failure(loaded, err)
+                    continue
+                loaded.breaker.record_success()
+                self._mark_success()
+                return True
+        return False
+
+    def _synthetic(self, loaded: LoadedModel) -> None:
+        silence = np.zeros(int(WARMUP_S * TARGET_RATE_HZ), dtype=np.float32)
+        list(loaded.model.transcribe(silence, language=self.cfg.language, beam_size=1)[0])
+
+    def _mark_success(self) -> None:
+        self.last_success = self._clock()
+        metrics.LAST_SUCCESS.labels(self.device).set(time.time())
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Result:
         """Answer with the first model of the chain that is allowed and does not fail."""
@@ -117,6 +161,8 @@ class Engine:
                 self._on_failure(loaded, err)
                 continue
             loaded.breaker.record_success()
+            self.last_success = self._clock()
+            self._mark_success()
             self._update_gauges()
             return result
         raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
@@ -146,6 +192,7 @@ class Engine:
         if self.device == "cuda" and kind == "cuda":
             gpu.release_cuda_cache()
         loaded.breaker.record_failure()
+        self.failures += 1
         metrics.ERRORS.labels(loaded.name, self.device, kind).inc()
         metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, "error").inc()
         self.log.error("model_failed", model=loaded.name, error=f"{type(err).__name__}: {err}",

@@ -31,6 +31,8 @@ LATENCY = Histogram("stt_latency_seconds", "Inference time per utterance", ["mod
 VRAM_USAGE = Gauge("stt_vram_usage_bytes", "GPU memory in use on the worker's GPU", ["device"], multiprocess_mode="livemax")
 BREAKER_STATE = Gauge("stt_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["model", "device"],
                       multiprocess_mode="livemax")
+LAST_SUCCESS = Gauge("stt_engine_last_success_timestamp_seconds", "When the engine last answered (real or probe)",
+                     ["device"], multiprocess_mode="livemax")
 MODELS_LOADED = Gauge("stt_models_loaded", "Models loaded in a worker", ["stage"], multiprocess_mode="livemax")
 PUBLISHED = Counter("stt_transcripts_published_total", "Transcripts published on the transcript topic", ["stage"])
 DUPLICATES = Counter("stt_transcripts_duplicate_total", "Duplicate transcripts dropped by the sink", ["stage"])

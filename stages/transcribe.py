@@ -15,67 +15,80 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import frames, metrics, topology
-from pipeline.audio import AudioInputError, load_audio
+from pipeline.audio import AudioInputError
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
-from pipeline.engine import Engine, NoModelError
+from pipeline.engine import NoModelError
 from pipeline.exitcodes import ExitCode
 from pipeline.gpu import GpuUnavailableError
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageStartError
+from pipeline.stt import RobustSTTManager
 from pipeline.transport import PortSpec
 
 
 class TranscribeStage(Stage):
     def __init__(self, worker: str, worker_cfg: WorkerConfig, cfg: TranscribeConfig, cache_dir: Path,
-                 run_dir: Path, engine: Engine | None = None) -> None:
+                 run_dir: Path, manager: RobustSTTManager | None = None) -> None:
         self.name = worker
         self.cfg = cfg
         self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False)}
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
-        self.engine = engine or Engine(worker_cfg, cfg, cache_dir)
+        # The CPU fallback is the other worker's job: this process never loads a second chain.
+        self.manager = manager or RobustSTTManager(cfg, device=worker_cfg.device, cpu_fallback=False,
+                                                   cache_dir=cache_dir, name=worker)
+        self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()
 
     def start(self) -> None:
+        started = time.perf_counter()
         try:
-            self.engine.load()
+            self.manager.initialize_now()
         except GpuUnavailableError as err:
             raise StageStartError(str(err), ExitCode.GPU_UNAVAILABLE) from None
         except NoModelError as err:
-            code = ExitCode.GPU_UNAVAILABLE if self.engine.device == "cuda" else ExitCode.TRANSIENT
-            raise StageStartError(str(err), code) from None
-        started = time.perf_counter()
-        self.engine.warm_up()
-        metrics.MODELS_LOADED.labels(self.name).set(len(self.engine.models))
-        self.log.info("worker_warm", models=[m.name for m in self.engine.models],
-                      warmup_s=round(time.perf_counter() - started, 3))
+            raise StageStartError(str(err), self.exit_code) from None
+        models = self.manager.get_metrics()["models_loaded"]
+        metrics.MODELS_LOADED.labels(self.name).set(len(models))
+        self.log.info("worker_warm", models=models, load_and_warmup_s=round(time.perf_counter() - started, 3))
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if not isinstance(frame, frames.Utterance):
             return []
         log = self.log.bind(utt_id=frame.utt_id)
         try:
-            audio = load_audio(_pcm_array(frame.pcm), self.cfg.max_audio_s, frame.sample_rate_hz)
-            result = self.engine.transcribe(audio)
+            result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz)
         except AudioInputError as err:
-            metrics.BAD_INPUT.labels(self.name, err.reason).inc()
             log.warning("utterance_rejected", reason=err.reason, error=str(err))
-            return [("results", _empty(frame, self.name, self.engine.device, err.reason))]
+            return [("results", _empty(frame, self.name, self.manager.engine.device))]
         except NoModelError as err:
-            log.error("worker_failed", error=str(err))
-            code = ExitCode.GPU_UNAVAILABLE if self.engine.device == "cuda" else ExitCode.TRANSIENT
-            raise SystemExit(code) from None
-        log.info("utterance_transcribed", model=result.model_used, audio_s=round(result.audio_duration_s, 3),
-                 inference_s=round(result.processing_time_s, 3), rtf=round(result.rtf, 3),
-                 queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result.processing_time_s), 3),
-                 non_speech=result.non_speech_reason)
+            self._give_up(str(err))
+        log.info("utterance_transcribed", model=result["model_used"], audio_s=round(result["metrics"]["audio_duration"], 3),
+                 inference_s=round(result["processing_time"], 3), rtf=round(result["metrics"]["rtf"], 3),
+                 queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result["processing_time"]), 3),
+                 non_speech=result["non_speech_reason"])
+        segments = [{"start_s": s["start"], "end_s": s["end"], "text": s["text"]} for s in result["segments"]]
         return [("results", frames.Transcript(
-            frame.utt_id, result.text, result.language, result.segments, result.model_used, result.device,
-            self.name, result.audio_duration_s, result.processing_time_s, result.rtf,
-            result.non_speech_reason is None, frame.t_closed_wall_s))]
+            frame.utt_id, result["text"], result["language"], segments, result["model_used"], result["device"],
+            self.name, result["metrics"]["audio_duration"], result["processing_time"], result["metrics"]["rtf"],
+            result["is_speech"], frame.t_closed_wall_s))]
+
+    def tick(self, now_ns: int) -> list[Output]:
+        """Idle for a while: prove the engine still answers (what /ready reports)."""
+        engine = self.manager.engine
+        if engine is not None and time.monotonic() - engine.last_success > self.cfg.health_probe_s:
+            if not engine.probe():
+                self._give_up("health probe failed on every model")
+        return []
+
+    def _give_up(self, reason: str):
+        """Exit rather than drop: the VAD still holds the utterance and re-sends it elsewhere."""
+        self.log.error("worker_failed", error=reason)
+        raise SystemExit(self.exit_code)
 
     def close(self) -> None:
-        self.engine.close()
+        if self.manager.engine is not None:
+            self.manager.engine.close()
 
 
 def _pcm_array(pcm: bytes) -> np.ndarray:
@@ -84,7 +97,7 @@ def _pcm_array(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype=np.float32)
 
 
-def _empty(utt: frames.Utterance, worker: str, device: str, reason: str) -> frames.Transcript:
+def _empty(utt: frames.Utterance, worker: str, device: str) -> frames.Transcript:
     """Acknowledges an utterance that cannot be transcribed, so it is not sent again forever."""
     return frames.Transcript(utt.utt_id, "", "", [], "", device, worker, 0.0, 0.0, 0.0, False, utt.t_closed_wall_s)
 

@@ -14,10 +14,10 @@ def test_shipped_config_yaml_is_exactly_the_defaults():
     assert load_config(ROOT / "config.yaml") == PipelineConfig()
 
 
-def test_defaults_are_french_and_cpu_int8():
+def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
     cfg = PipelineConfig()
     assert cfg.transcribe.language == "fr"
-    assert cfg.transcribe.cpu.compute_type == "int8" and cfg.transcribe.gpu.compute_type == "float16"
+    assert (cfg.transcribe.gpu.device, cfg.transcribe.cpu.device) == ("cuda", "cpu")
     assert cfg.metrics.host == "127.0.0.1"
 
 
