@@ -26,12 +26,15 @@ from pipeline.testmode import TEST_RECORDING, TestModeCheck
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
 ROOT = Path(__file__).resolve().parent
+BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
 DEFAULT_CONFIG = ROOT / "config.yaml"
 
 
 class Supervisor:
-    def __init__(self, cfg: PipelineConfig, run_dir: Path, print_transcripts: bool, check: TestModeCheck | None) -> None:
+    def __init__(self, cfg: PipelineConfig, run_dir: Path, print_transcripts: bool, check: TestModeCheck | None,
+                 keep_running: bool = False) -> None:
         self.cfg = cfg
+        self.keep_running = keep_running
         self.sup = cfg.supervisor
         self.run_dir = run_dir
         self.check = check
@@ -101,7 +104,8 @@ class Supervisor:
         elif isinstance(frame, frames.Drained):
             self.log.info("source_drained", utterances=frame.utterances)
             ok = self.check.passed() if self.check else True
-            self.request_stop("source_done", ExitCode.CLEAN if ok else ExitCode.FAILURE)
+            if not self.keep_running:
+                self.request_stop("source_done", ExitCode.CLEAN if ok else ExitCode.FAILURE)
         elif isinstance(frame, frames.Transcript) and self.check:
             self.check.add(frame)
 
@@ -197,11 +201,21 @@ class Supervisor:
                 self.metrics.mark_dead(proc.pid)
         self.log.info("supervisor_stopped", exit_code=int(self.exit_code))
 
-    def status(self) -> tuple[bool, dict]:
+    def status(self, gauges: dict) -> tuple[bool, dict]:
+        """Deep health: every stage up, a worker routed, and that worker's engine answered recently."""
         stages = {n: ("failed" if p.failed else p.state) for n, p in self.procs.items()}
+        breakers = {f"{labels['model']}@{labels['device']}": BREAKER_NAMES.get(int(value), "?")
+                    for labels, value in gauges.get("stt_breaker_state", [])}
+        last_ok = {labels["device"]: value for labels, value in gauges.get("stt_engine_last_success_timestamp_seconds", [])}
+        device = topology.worker_config(self.cfg, self.active).device if self.active else None
+        # Epoch seconds on purpose: the gauge is written by another process and read by Prometheus too.
+        answered_age_s = time.time() - last_ok[device] if device in last_ok else None
+        fresh = answered_age_s is not None and answered_age_s <= 3 * self.cfg.transcribe.health_probe_s
         required = [n for n in self.procs if n not in topology.WORKERS]
-        ready = all(self.procs[n].healthy for n in required) and self.active is not None
-        return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active}
+        ready = all(self.procs[n].healthy for n in required) and self.active is not None and fresh
+        return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active,
+                       "pids": {n: p.pid for n, p in self.procs.items() if p.alive},
+                       "engine_answered_age_s": answered_age_s, "breakers": breakers}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -211,6 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-mode", action="store_true", help="play the bundled French recording and check it")
     parser.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes them")
     parser.add_argument("--run-dir", help="private runtime directory (sockets, metrics, config snapshot)")
+    parser.add_argument("--keep-running", action="store_true", help="after a --source is done, keep serving until stopped")
     parser.add_argument("--quiet", action="store_true", help="do not print transcripts on stdout")
     parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
     return parser.parse_args(argv)
@@ -252,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.health import HealthServer
 
     check = TestModeCheck() if args.test_mode else None
-    supervisor = Supervisor(cfg, run_dir, print_transcripts=not args.quiet, check=check)
+    supervisor = Supervisor(cfg, run_dir, print_transcripts=not args.quiet, check=check, keep_running=args.keep_running)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.request_stop("signal"))
     health = None

@@ -14,7 +14,18 @@ from typing import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-StatusFn = Callable[[], tuple[bool, dict]]  # -> (ready, details)
+StatusFn = Callable[[dict], tuple[bool, dict]]  # gauges -> (ready, details)
+HEALTH_GAUGES = ("stt_breaker_state", "stt_engine_last_success_timestamp_seconds")
+
+
+def read_gauges(registry: CollectorRegistry, names: tuple[str, ...] = HEALTH_GAUGES) -> dict[str, list[tuple[dict, float]]]:
+    """Current values of a few gauges, as written by every stage: `{name: [(labels, value)]}`."""
+    found: dict[str, list[tuple[dict, float]]] = {name: [] for name in names}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name in found:
+                found[sample.name].append((dict(sample.labels), sample.value))
+    return found
 
 
 class HealthServer:
@@ -43,7 +54,7 @@ def _make_handler(registry: CollectorRegistry, status: StatusFn) -> type[BaseHTT
             if self.path == "/metrics":
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path in ("/health", "/ready"):
-                ready, details = status()
+                ready, details = status(read_gauges(registry))
                 alive = details.get("alive", False)
                 ok = ready if self.path == "/ready" else alive
                 body = json.dumps({"ready": ready, **details}).encode()
