@@ -61,6 +61,10 @@ class VadConfig(_Strict):
     """An utterance without a transcript after this long is sent again (s)."""
     max_pending: int = Field(256, gt=0)
     """Utterances kept for redelivery; past this the oldest is dropped and counted."""
+    partial_interval_ms: int = Field(400, ge=0)
+    """While speech goes on, send the utterance so far for interim text this often (ms); 0 = off."""
+    partial_min_ms: int = Field(600, ge=0)
+    """No interim text for utterances shorter than this (ms)."""
 
 
 class WorkerConfig(_Strict):

@@ -23,6 +23,7 @@ from pipeline.logs import get_logger
 from pipeline.models import resolve_model
 
 WARMUP_S = 1.0
+PARTIAL_OPTIONS = {"beam_size": 1, "temperature": 0.0, "without_timestamps": True}
 
 
 class NoModelError(RuntimeError):
@@ -149,37 +150,41 @@ class Engine:
         self.last_success = self._clock()
         metrics.LAST_SUCCESS.labels(self.device).set(time.time())
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Result:
-        """Answer with the first model of the chain that is allowed and does not fail."""
+    def transcribe(self, audio: np.ndarray, language: str | None = None, partial: bool = False) -> Result:
+        """Answer with the first model of the chain that is allowed and does not fail.
+
+        `partial`: interim text for an utterance still being spoken: greedy, one temperature,
+        no timestamps; cheap, and superseded by the final anyway.
+        """
         language = language or self.cfg.language
         for loaded in self.models:
             if not loaded.breaker.allow():
                 continue
             try:
-                result = self._run(loaded, audio, language)
+                result = self._run(loaded, audio, language, partial)
             except Exception as err:  # engine failure: count it, open the breaker, try the next model
                 self._on_failure(loaded, err)
                 continue
             loaded.breaker.record_success()
-            self.last_success = self._clock()
             self._mark_success()
             self._update_gauges()
             return result
         raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
 
-    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str) -> Result:
+    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result:
+        options = PARTIAL_OPTIONS if partial else {"beam_size": self.cfg.beam_size}
         started = time.perf_counter()
         segments, _info = loaded.model.transcribe(
-            audio, language=language, beam_size=self.cfg.beam_size, vad_filter=False,
-            condition_on_previous_text=False, no_speech_threshold=self.cfg.no_speech_threshold,
-            log_prob_threshold=self.cfg.log_prob_threshold)
+            audio, language=language, vad_filter=False, condition_on_previous_text=False,
+            no_speech_threshold=self.cfg.no_speech_threshold, log_prob_threshold=self.cfg.log_prob_threshold, **options)
         segments = list(segments)  # the generator does the work: consume it inside the timed block
         elapsed = time.perf_counter() - started
-        metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
+        if not partial:
+            metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
         signals = [SegmentSignal(s.text, s.no_speech_prob, s.avg_logprob) for s in segments]
         kept = [segments[i] for i in speech_segments(signals, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)]
         reason = non_speech_reason(signals, language, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)
-        outcome = "ok" if reason is None else "non_speech"
+        outcome = "partial" if partial else "ok" if reason is None else "non_speech"
         metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, outcome).inc()
         return Result(
             text="" if reason else "".join(s.text for s in kept).strip(),

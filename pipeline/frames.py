@@ -59,9 +59,10 @@ class Utterance:
     utt_id: str
     start_s: float             # offset in the capture stream
     end_s: float
-    t_closed_wall_s: float     # time.time() when the VAD closed it
+    t_closed_wall_s: float     # time.time() when the VAD closed it (partials: when sent)
     sample_rate_hz: int
     pcm: bytes = field(repr=False)
+    is_partial: bool = False   # the utterance so far, still open: decode fast, never retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class Transcript:
     is_speech: bool            # False: the sink acknowledges it but publishes nothing
     t_closed_wall_s: float     # copied from the Utterance
     t_published_wall_s: float = 0.0  # set by the sink just before publishing
+    is_partial: bool = False   # interim text, topic `transcript.partial`, superseded by the final
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ _FIELD_NAMES = {kind: {name for name, _, _ in specs} for kind, specs in _SPECS.i
 
 
 def topic_of(frame: Frame) -> bytes:
+    if isinstance(frame, Transcript) and frame.is_partial:
+        return b"transcript.partial"
     return TOPIC_OVERRIDES.get(frame.KIND, frame.KIND.encode())
 
 

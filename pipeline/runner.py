@@ -131,9 +131,10 @@ class StageRunner:
         up, down = control_ports(run_dir)
         specs = {**self.stage.inputs, **self.stage.outputs, CONTROL: up, "_control_down": down}
         self._sockets = {name: transport.open(spec) for name, spec in specs.items()}
-        readable = [self._sockets[n] for n in (*self.stage.inputs, "_control_down")]
-        self._port_of = {id(self._sockets[n]): n for n in (*self.stage.inputs, "_control_down")}
-        self._poller = Poller(readable)
+        by_priority = ("_control_down", *self.stage.inputs)
+        self._port_of = {id(self._sockets[n]): n for n in by_priority}
+        self._priority = {id(self._sockets[n]): rank for rank, n in enumerate(by_priority)}
+        self._poller = Poller([self._sockets[n] for n in by_priority])
 
     def _start(self) -> int | None:
         try:
@@ -171,10 +172,15 @@ class StageRunner:
         self._outbox.extend(self._call(self.stage.begin_drain))
 
     def _receive_or_produce(self, wait_s: float) -> None:
+        """One message per pass, from the most urgent readable port (control, then inputs in order).
+
+        Re-polling before every message is what lets finals overtake partials that queued first.
+        """
         produce = self.stage.is_source and not self.stage.exhausted and self.state is not StageState.DRAINING
-        for sock in self._poller.readable(0.0 if produce else wait_s):
-            port = self._port_of[id(sock)]
-            self._dispatch(port, recv_parts(sock))
+        readable = self._poller.readable(0.0 if produce else wait_s)
+        if readable:
+            sock = min(readable, key=lambda s: self._priority[id(s)])
+            self._dispatch(self._port_of[id(sock)], recv_parts(sock))
         if produce:
             self._outbox.extend(self._call(self.stage.produce, wait_s))
 

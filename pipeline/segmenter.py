@@ -42,6 +42,22 @@ class Segmenter:
     def is_open(self) -> bool:
         return self._open is not None
 
+    @property
+    def in_trailing_silence(self) -> bool:
+        return self._silence_samples > 0
+
+    def open_audio(self) -> np.ndarray:
+        """The open utterance so far (for interim transcripts)."""
+        return np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)
+
+    @property
+    def open_start(self) -> int:
+        return self._start
+
+    @property
+    def open_samples(self) -> int:
+        return self._position - self._start if self._open is not None else 0
+
     def push(self, window: np.ndarray, prob: float) -> list[Segment]:
         """Feed one window and its speech probability; returns closed segments."""
         self._position += window.size

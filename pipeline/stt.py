@@ -82,8 +82,12 @@ class RobustSTTManager:
     async def transcribe_audio(self, audio: AudioSource, language: str = "fr", sample_rate_hz: int | None = None) -> dict:
         return await asyncio.to_thread(self.transcribe_now, audio, language, sample_rate_hz)
 
-    def transcribe_now(self, audio: AudioSource, language: str | None = None, sample_rate_hz: int | None = None) -> dict:
-        """Synchronous core of `transcribe_audio`; raises AudioInputError or NoModelError."""
+    def transcribe_now(self, audio: AudioSource, language: str | None = None, sample_rate_hz: int | None = None,
+                       partial: bool = False) -> dict:
+        """Synchronous core of `transcribe_audio`; raises AudioInputError or NoModelError.
+
+        `partial=True` asks for cheap interim text (greedy) for audio that is still being spoken.
+        """
         if self.engine is None:
             raise RuntimeError("call initialize() first")
         language = language or self.cfg.language
@@ -96,22 +100,23 @@ class RobustSTTManager:
             raise
         if self.vad_manager is not None and not self.vad_manager.has_speech(samples):
             return self._as_dict(Result("", [], language, "", self.engine.device, samples.size / 16000, 0.0, "vad"))
-        result = self._transcribe(samples, language)
-        self._stats["transcriptions"] += 1
-        self._stats["latency_total_s"] += result.processing_time_s
+        result = self._transcribe(samples, language, partial)
+        if not partial:
+            self._stats["transcriptions"] += 1
+            self._stats["latency_total_s"] += result.processing_time_s
         return self._as_dict(result)
 
-    def _transcribe(self, samples: np.ndarray, language: str) -> Result:
+    def _transcribe(self, samples: np.ndarray, language: str, partial: bool) -> Result:
         errors_before = self._engine_errors()
         try:
-            return self.engine.transcribe(samples, language)
+            return self.engine.transcribe(samples, language, partial)
         except NoModelError:
             if not (self.cpu_fallback and self.engine.device == "cuda"):
                 raise
             self.log.error("gpu_chain_failed", action="cpu_fallback")
             if self._cpu_engine is None:
                 self._cpu_engine = self._load(self.cfg.cpu)
-            return self._cpu_engine.transcribe(samples, language)
+            return self._cpu_engine.transcribe(samples, language, partial)
         finally:
             self._stats["errors"] += self._engine_errors() - errors_before
 

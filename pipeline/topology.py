@@ -1,6 +1,7 @@
 """Where every socket lives: the one map of the pipeline's wiring.
 
     capture --PUSH/PULL audio--> vad --PUSH utt_<worker>--> transcribe_gpu | transcribe_cpu
+                                    vad --PUSH partial_<worker> (HWM 1, dropped when busy)--> same worker
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
     sink --PUB (topic `ack`)--> vad           every stage --PUB control_up--> supervisor
     supervisor --PUB control_down (route, stop)--> stages
@@ -26,6 +27,10 @@ def audio(run_dir: Path) -> str:
 
 def utterances(run_dir: Path, worker: str) -> str:
     return ipc_endpoint(run_dir, f"utt_{worker}")
+
+
+def partials(run_dir: Path, worker: str) -> str:
+    return ipc_endpoint(run_dir, f"partial_{worker}")
 
 
 def results(run_dir: Path) -> str:

@@ -29,6 +29,8 @@ class PortSpec:
     subscribe: tuple[bytes, ...] = ()
     blocking: bool = True
     """Outputs only: True = wait for the peer (backpressure); False = drop when nobody takes it."""
+    hwm: int = 1000
+    """Messages queued before backpressure (or dropping); 1 for partial work that goes stale."""
 
 
 def ipc_endpoint(run_dir: Path, name: str) -> str:
@@ -42,11 +44,11 @@ class Transport:
         self._ctx = zmq.Context()
         self._sockets: list[zmq.Socket] = []
 
-    def open(self, spec: PortSpec, hwm: int = 1000) -> zmq.Socket:
+    def open(self, spec: PortSpec) -> zmq.Socket:
         sock = self._ctx.socket(_ZMQ_TYPES[spec.pattern])
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.setsockopt(zmq.SNDHWM, spec.hwm)
+        sock.setsockopt(zmq.RCVHWM, spec.hwm)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         for topic in spec.subscribe:
             sock.setsockopt(zmq.SUBSCRIBE, topic)

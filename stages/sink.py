@@ -42,6 +42,8 @@ class SinkStage(Stage):
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if not isinstance(frame, frames.Transcript):
             return []
+        if frame.is_partial:
+            return self._partial(frame)
         ack = ("public", frames.Ack(frame.utt_id))
         if frame.utt_id in self._seen:
             metrics.DUPLICATES.labels(self.name).inc()
@@ -61,6 +63,14 @@ class SinkStage(Stage):
         if self.print_stdout:
             print(transcript_json(published), flush=True)
         return [("public", published), ack]
+
+    def _partial(self, frame: frames.Transcript) -> list[Output]:
+        """Interim text on `transcript.partial`; never after the final, never acknowledged."""
+        if frame.utt_id in self._seen:
+            metrics.FRAMES_DROPPED.labels(self.name, "partial_after_final").inc()
+            return []
+        metrics.PARTIALS_PUBLISHED.labels(self.name).inc()
+        return [("public", dataclasses.replace(frame, t_published_wall_s=time.time()))]
 
     def _remember(self, utt_id: str) -> None:
         self._seen[utt_id] = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,10 @@ class TranscribeStage(Stage):
                  run_dir: Path, manager: RobustSTTManager | None = None) -> None:
         self.name = worker
         self.cfg = cfg
-        self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False)}
+        # Order is priority: a waiting final is always taken before a waiting partial.
+        self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False),
+                       "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1)}
+        self._finals_done: OrderedDict[str, None] = OrderedDict()
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
         # The CPU fallback is the other worker's job: this process never loads a second chain.
         self.manager = manager or RobustSTTManager(cfg, device=worker_cfg.device, cpu_fallback=False,
@@ -55,7 +59,10 @@ class TranscribeStage(Stage):
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if not isinstance(frame, frames.Utterance):
             return []
+        if frame.is_partial:
+            return self._partial(frame)
         log = self.log.bind(utt_id=frame.utt_id)
+        self._remember_final(frame.utt_id)
         try:
             result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz)
         except AudioInputError as err:
@@ -67,11 +74,32 @@ class TranscribeStage(Stage):
                  inference_s=round(result["processing_time"], 3), rtf=round(result["metrics"]["rtf"], 3),
                  queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result["processing_time"]), 3),
                  non_speech=result["non_speech_reason"])
+        return [("results", self._transcript(frame, result))]
+
+    def _partial(self, frame: frames.Utterance) -> list[Output]:
+        """Interim text; stale partials (their final already done) and failures are simply dropped."""
+        if frame.utt_id in self._finals_done:
+            metrics.FRAMES_DROPPED.labels(self.name, "stale_partial").inc()
+            return []
+        try:
+            result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz,
+                                                 partial=True)
+        except (AudioInputError, NoModelError) as err:
+            self.log.warning("partial_dropped", utt_id=frame.utt_id, error=str(err))
+            return []
+        return [("results", self._transcript(frame, result))] if result["is_speech"] else []
+
+    def _transcript(self, frame: frames.Utterance, result: dict) -> frames.Transcript:
         segments = [{"start_s": s["start"], "end_s": s["end"], "text": s["text"]} for s in result["segments"]]
-        return [("results", frames.Transcript(
+        return frames.Transcript(
             frame.utt_id, result["text"], result["language"], segments, result["model_used"], result["device"],
             self.name, result["metrics"]["audio_duration"], result["processing_time"], result["metrics"]["rtf"],
-            result["is_speech"], frame.t_closed_wall_s))]
+            result["is_speech"], frame.t_closed_wall_s, is_partial=frame.is_partial)
+
+    def _remember_final(self, utt_id: str) -> None:
+        self._finals_done[utt_id] = None
+        if len(self._finals_done) > 1000:
+            self._finals_done.popitem(last=False)
 
     def tick(self, now_ns: int) -> list[Output]:
         """Idle for a while: prove the engine still answers (what /ready reports)."""

@@ -62,6 +62,9 @@ class VadStage(Stage):
             "acks": PortSpec("sub", transcripts_endpoint, bind=False, subscribe=(b"ack",)),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
+        # Partials: queue of one, dropped when the worker has not taken the previous one yet.
+        self.outputs |= {f"partial_{w}": PortSpec("push", topology.partials(run_dir, w), bind=True, blocking=False, hwm=1)
+                         for w in workers}
         self._prob_fn = prob_fn
         self._clock = clock
         self._segmenter = Segmenter(cfg, sample_rate_hz)
@@ -70,7 +73,10 @@ class VadStage(Stage):
         self._active: str | None = None
         self._epoch = -1
         self._session = f"{os.getpid():x}{int(time.time()) & 0xFFFF:04x}"
-        self._count = 0
+        self._count = 0                     # ids minted
+        self._closed = 0                    # utterances emitted
+        self._open_id: str | None = None    # id of the utterance being spoken, minted at its first partial
+        self._since_partial = 0             # samples since the last partial
         self._eos = False
         self._drained_sent = False
         self.log = get_logger()
@@ -102,14 +108,35 @@ class VadStage(Stage):
             metrics.BAD_INPUT.labels(self.name, "non_finite").inc()
             samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
         self._buffer = np.concatenate([self._buffer, samples])
-        closed: list[Segment] = []
+        out: list[Output] = []
         while self._buffer.size >= self.window:
             window, self._buffer = self._buffer[:self.window], self._buffer[self.window:]
             started = time.perf_counter()
             prob = self._prob_fn(window, self.rate)
             metrics.VAD_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-            closed += self._segmenter.push(window, prob)
-        return self._emit(closed)
+            closed = self._segmenter.push(window, prob)
+            if not closed and not self._segmenter.is_open:
+                self._open_id = None  # a burst dropped as too short keeps no id
+            out += self._emit(closed)
+            self._since_partial += window.size
+        return out + self._maybe_partial()
+
+    def _maybe_partial(self) -> list[Output]:
+        """Interim text while speech goes on; never during the silence that may end it."""
+        seg, interval = self._segmenter, self.cfg.partial_interval_ms * self.rate // 1000
+        if (not interval or not seg.is_open or seg.in_trailing_silence or self._active is None
+                or seg.open_samples * 1000 < self.cfg.partial_min_ms * self.rate or self._since_partial < interval):
+            return []
+        self._since_partial = 0
+        self._open_id = self._open_id or self._mint_id()
+        start_s = seg.open_start / self.rate
+        partial = frames.Utterance(self._open_id, start_s, start_s + seg.open_samples / self.rate, time.time(),
+                                   self.rate, seg.open_audio().tobytes(), is_partial=True)
+        return [(f"partial_{self._active}", partial)]
+
+    def _mint_id(self) -> str:
+        self._count += 1
+        return f"{self._session}-{self._count:06d}"
 
     def _on_break(self, frame) -> list[Output]:
         """A gap or the end of the stream closes the open utterance; Silero restarts clean."""
@@ -120,15 +147,16 @@ class VadStage(Stage):
         if isinstance(frame, frames.CaptureGap):
             self.log.info("capture_gap", duration_ms=frame.duration_ms, reason=frame.reason)
         else:
-            self.log.info("end_of_stream", source=frame.source, utterances=self._count)
+            self.log.info("end_of_stream", source=frame.source, utterances=self._closed)
             self._eos = True
         return self._emit(closed) + self._maybe_drained()
 
     def _emit(self, segments: list[Segment]) -> list[Output]:
         out = []
         for seg in segments:
-            self._count += 1
-            utt = frames.Utterance(f"{self._session}-{self._count:06d}", seg.start_sample / self.rate,
+            utt_id, self._open_id, self._since_partial = self._open_id or self._mint_id(), None, 0
+            self._closed += 1
+            utt = frames.Utterance(utt_id, seg.start_sample / self.rate,
                                    seg.end_sample / self.rate, time.time(), self.rate, seg.pcm.tobytes())
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
@@ -173,7 +201,7 @@ class VadStage(Stage):
     def _maybe_drained(self) -> list[Output]:
         if self._eos and not self._pending and not self._drained_sent:
             self._drained_sent = True
-            return [(CONTROL, frames.Drained(self._count))]
+            return [(CONTROL, frames.Drained(self._closed))]
         return []
 
     def begin_drain(self) -> list[Output]:

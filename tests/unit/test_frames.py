@@ -32,7 +32,9 @@ def test_pcm_travels_as_its_own_buffer():
 
 
 def test_transcript_and_ack_topics():
-    assert encode(sample(frames.Transcript), "sink")[0] == b"transcript"
+    final = dataclasses.replace(sample(frames.Transcript), is_partial=False)
+    assert encode(final, "sink")[0] == b"transcript"
+    assert encode(dataclasses.replace(final, is_partial=True), "sink")[0] == b"transcript.partial"
     assert encode(frames.Ack("u1"), "sink")[0] == b"ack"
 
 
