@@ -18,6 +18,7 @@ from pipeline import gpu, metrics
 from pipeline.audio import TARGET_RATE_HZ
 from pipeline.breaker import CircuitBreaker
 from pipeline.config import TranscribeConfig, WorkerConfig
+from pipeline.fastpath import FastDecoder
 from pipeline.hallucination import SegmentSignal, non_speech_reason, speech_segments
 from pipeline.logs import get_logger
 from pipeline.models import resolve_model
@@ -51,6 +52,7 @@ class LoadedModel:
     name: str
     model: Any
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    fast: FastDecoder | None = None  # short-window decoding, for real faster-whisper models
 
 
 def whisper_factory(path: str, device: str, device_index: int, compute_type: str, cpu_threads: int):
@@ -97,7 +99,8 @@ class Engine:
                 metrics.ERRORS.labels(name, self.device, "load").inc()
                 self.log.error("model_load_failed", model=name, error=f"{type(err).__name__}: {err}")
                 continue
-            self.models.append(LoadedModel(name, model, CircuitBreaker(clock=self._clock)))
+            fast = FastDecoder(model) if hasattr(model, "feature_extractor") else None
+            self.models.append(LoadedModel(name, model, CircuitBreaker(clock=self._clock), fast))
             self.log.info("model_loaded", model=name, compute_type=self.compute_type)
         if not self.models:
             raise NoModelError(f"no model of the chain {self.worker.models} could be loaded on {self.device}")
@@ -172,6 +175,10 @@ class Engine:
         raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
 
     def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result:
+        if loaded.fast is not None and (partial or self.cfg.fast_path):
+            result = self._run_fast(loaded, audio, language, partial)
+            if result is not None:
+                return result
         options = PARTIAL_OPTIONS if partial else {"beam_size": self.cfg.beam_size}
         started = time.perf_counter()
         segments, _info = loaded.model.transcribe(
@@ -191,6 +198,28 @@ class Engine:
             segments=[] if reason else [{"start_s": s.start, "end_s": s.end, "text": s.text.strip()} for s in kept],
             language=language, model_used=loaded.name, device=self.device,
             audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason)
+
+    def _run_fast(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result | None:
+        """The short-window path; None when its guard fires and the standard path must redo it."""
+        started = time.perf_counter()
+        fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size)
+        elapsed = time.perf_counter() - started
+        if fast.rejected is not None:
+            metrics.FAST_PATH_REJECTED.labels(loaded.name, fast.rejected).inc()
+            if not partial:
+                return None
+        signal = [SegmentSignal(fast.text, fast.no_speech_prob, fast.avg_logprob)]
+        reason = fast.rejected or non_speech_reason(signal, language, self.cfg.no_speech_threshold,
+                                                    self.cfg.log_prob_threshold)
+        if not partial:
+            metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
+        metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, "partial" if partial else
+                                      "ok" if reason is None else "non_speech").inc()
+        duration_s = audio.size / TARGET_RATE_HZ
+        return Result(text="" if reason else fast.text,
+                      segments=[] if reason else [{"start_s": 0.0, "end_s": round(duration_s, 2), "text": fast.text}],
+                      language=language, model_used=loaded.name, device=self.device, audio_duration_s=duration_s,
+                      processing_time_s=elapsed, non_speech_reason=reason)
 
     def _on_failure(self, loaded: LoadedModel, err: Exception) -> None:
         kind = "cuda" if gpu.is_cuda_error(err) else type(err).__name__

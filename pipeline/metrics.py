@@ -27,6 +27,7 @@ CAPTURE_GAP_SECONDS = Counter("stt_capture_gap_seconds_total", "Audio lost to de
 
 TRANSCRIPTIONS = Counter("stt_transcriptions_total", "Transcription requests", ["model", "device", "outcome"])
 ERRORS = Counter("stt_errors_total", "Transcription engine errors", ["model", "device", "error"])
+FAST_PATH_REJECTED = Counter("stt_fast_path_rejected_total", "Short-window results the guard refused", ["model", "reason"])
 LATENCY = Histogram("stt_latency_seconds", "Inference time per utterance", ["model", "device"], buckets=LATENCY_BUCKETS_S)
 VRAM_USAGE = Gauge("stt_vram_usage_bytes", "GPU memory in use on the worker's GPU", ["device"], multiprocess_mode="livemax")
 BREAKER_STATE = Gauge("stt_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["model", "device"],
