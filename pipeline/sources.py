@@ -21,10 +21,11 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aa
 class SourceEvent:
     """What a source hands the capture stage besides audio blocks."""
 
-    def __init__(self, kind: str, detail: str = "", reason: str = "") -> None:
-        self.kind = kind            # "next_file" | "bad_file" | "end"
+    def __init__(self, kind: str, detail: str = "", reason: str = "", gap_ms: float = 0.0) -> None:
+        self.kind = kind            # "next_file" | "bad_file" | "end" | "gap"
         self.detail = detail
         self.reason = reason
+        self.gap_ms = gap_ms
 
 
 def list_audio_files(path: Path) -> list[Path]:
@@ -96,21 +97,56 @@ class FileSource:
         return events
 
 
-class DeviceSource:
-    """Live input through PortAudio; the callback only copies into a queue, never blocks."""
+class DeviceUnavailableError(RuntimeError):
+    """The configured input device is missing or cannot be opened; the message lists the devices."""
 
-    def __init__(self, device: str | int | None, frame_samples: int, rate_hz: int, on_overflow: Callable[[], None]) -> None:
+
+class DeviceSource:
+    """Live input through PortAudio; the callback only copies into a queue, never blocks.
+
+    Opens at 16 kHz when the device allows it, else at its own rate and resamples with soxr.
+    When the stream dies or stops delivering (headset unplugged), it is re-opened every
+    `reopen_every_s` and the lost stretch is reported as a gap.
+    """
+
+    def __init__(self, device: str | int | None, frame_samples: int, rate_hz: int, on_overflow: Callable[[], None],
+                 stall_s: float = 2.0, reopen_every_s: float = 1.0, sd=None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.device, self.frame_samples, self.rate = device, frame_samples, rate_hz
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(60 * rate_hz / frame_samples))
         self._on_overflow = on_overflow
+        self._sd = sd
         self._stream = None
+        self._resampler = None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._clock = clock
+        self._stall_s, self._reopen_every_s = stall_s, reopen_every_s
+        self._last_block = 0.0
+        self._lost_at: float | None = None
+        self._next_reopen = 0.0
+        self.log = get_logger()
 
     def open(self) -> None:
-        import sounddevice
+        sd = self._sd = self._sd or _sounddevice()
+        try:
+            rate = self._usable_rate(sd)
+            self._stream = sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="float32",
+                                          blocksize=int(rate * self.frame_samples / self.rate), callback=self._callback)
+            self._stream.start()
+        except Exception as err:  # PortAudio raises several types; all mean "this device, not now"
+            self._stream = None
+            raise DeviceUnavailableError(f"cannot open input device {self.device!r}: {err}\n"
+                                         f"available input devices:\n{describe_devices(sd)}") from None
+        self._resampler = None if rate == self.rate else _stream_resampler(rate, self.rate)
+        self._last_block = self._clock()
+        self.log.info("device_opened", device=self.device, device_rate_hz=rate, resampled=rate != self.rate)
 
-        self._stream = sounddevice.InputStream(device=self.device, channels=1, samplerate=self.rate,
-                                               blocksize=self.frame_samples, dtype="float32", callback=self._callback)
-        self._stream.start()
+    def _usable_rate(self, sd) -> int:
+        try:
+            sd.check_input_settings(device=self.device, channels=1, samplerate=self.rate, dtype="float32")
+            return self.rate
+        except Exception:  # the device cannot do 16 kHz: use its own rate and resample
+            return int(sd.query_devices(self.device, "input")["default_samplerate"])
 
     def _callback(self, indata, frames_count, time_info, status) -> None:
         if status.input_overflow:
@@ -121,27 +157,77 @@ class DeviceSource:
             self._on_overflow()
 
     def read(self, max_wait_s: float) -> list[np.ndarray | SourceEvent]:
+        if self._stream is None:
+            return self._try_reopen(max_wait_s)
         try:
             blocks = [self._queue.get(timeout=max_wait_s)]
         except queue.Empty:
-            return []
+            return self._check_stalled()
         while not self._queue.empty():
             blocks.append(self._queue.get_nowait())
-        return blocks
+        self._last_block = self._clock()
+        return self._rechunk(blocks)
+
+    def _rechunk(self, blocks: list[np.ndarray]) -> list[np.ndarray | SourceEvent]:
+        audio = np.concatenate(blocks)
+        if self._resampler is not None:
+            audio = self._resampler.resample_chunk(audio)
+        audio = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
+        whole = audio.size // self.frame_samples * self.frame_samples
+        self._pending = audio[whole:]
+        return list(audio[:whole].reshape(-1, self.frame_samples))
+
+    def _check_stalled(self) -> list[np.ndarray | SourceEvent]:
+        active = getattr(self._stream, "active", True)
+        if active and self._clock() - self._last_block < self._stall_s:
+            return []
+        self.log.error("device_lost", device=self.device, active=active)
+        self.close()
+        self._lost_at = self._last_block
+        return []
+
+    def _try_reopen(self, max_wait_s: float) -> list[np.ndarray | SourceEvent]:
+        now = self._clock()
+        if now < self._next_reopen:
+            time.sleep(min(max_wait_s, self._next_reopen - now))
+            return []
+        self._next_reopen = now + self._reopen_every_s
+        try:
+            self.open()
+        except DeviceUnavailableError:
+            return []
+        gap_ms = (self._clock() - (self._lost_at or now)) * 1000
+        self._lost_at = None
+        return [SourceEvent("gap", f"device {self.device!r} re-opened", reason="device_reopened", gap_ms=gap_ms)]
 
     def close(self) -> None:
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception:  # the device may already be gone; nothing more to release
+                pass
             self._stream = None
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)
 
 
-def describe_devices() -> str:
-    """`--list-devices`: every PortAudio input device with its index and default rate."""
+def _sounddevice():
     import sounddevice
 
+    return sounddevice
+
+
+def _stream_resampler(in_hz: int, out_hz: int):
+    import soxr
+
+    return soxr.ResampleStream(in_hz, out_hz, 1, dtype="float32")
+
+
+def describe_devices(sd=None) -> str:
+    """`--list-devices`: every PortAudio input device with its index and default rate."""
+    sd = sd or _sounddevice()
     lines = []
-    for index, dev in enumerate(sounddevice.query_devices()):
+    for index, dev in enumerate(sd.query_devices()):
         if dev["max_input_channels"] > 0:
             lines.append(f"{index:3d}  {dev['name']}  ({dev['max_input_channels']} ch, {dev['default_samplerate']:.0f} Hz)")
     return "\n".join(lines) or "no input device found"

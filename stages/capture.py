@@ -17,7 +17,7 @@ from pipeline.config import AudioConfig, PipelineConfig
 from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageStartError
-from pipeline.sources import DeviceSource, FileSource, SourceEvent
+from pipeline.sources import DeviceSource, DeviceUnavailableError, FileSource, SourceEvent
 from pipeline.transport import PortSpec
 
 
@@ -31,6 +31,7 @@ class CaptureStage(Stage):
         self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False)}
         self.source: FileSource | DeviceSource | None = None
         self._seq = 0
+        self._overflows = self._overflows_logged = 0
         self.log = get_logger()
 
     def start(self) -> None:
@@ -45,11 +46,13 @@ class CaptureStage(Stage):
         self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow)
         try:
             self.source.open()
-        except Exception as err:  # PortAudio raises several types; all mean "no usable device"
-            raise StageStartError(f"cannot open input device {self.cfg.device!r}: {err}") from None
-        self.log.info("capture_device", device=self.cfg.device)
+        except DeviceUnavailableError as err:
+            raise StageStartError(str(err)) from None  # transient: a headset may be plugged in later
 
     def produce(self, max_wait_s: float) -> list[Output]:
+        if self._overflows != self._overflows_logged:
+            self.log.warning("input_overflow", total=self._overflows)
+            self._overflows_logged = self._overflows
         out: list[Output] = []
         for item in self.source.read(max_wait_s):
             out.append(("audio", self._to_frame(item)))
@@ -68,10 +71,15 @@ class CaptureStage(Stage):
         if item.kind == "bad_file":
             metrics.BAD_INPUT.labels(self.name, item.reason).inc()
             self.log.error("audio_file_rejected", reason=item.reason, detail=item.detail)
-        return frames.CaptureGap(self._seq, 0.0, item.kind)
+        if item.kind == "gap":
+            metrics.CAPTURE_GAP_SECONDS.labels(self.name).inc(item.gap_ms / 1000)
+            self.log.warning("capture_gap", reason=item.reason, gap_ms=round(item.gap_ms, 1))
+        return frames.CaptureGap(self._seq, item.gap_ms, item.kind)
 
     def _on_overflow(self) -> None:
+        """PortAudio's thread: only count here; produce() logs the total now and then."""
         metrics.CAPTURE_OVERFLOWS.labels(self.name).inc()
+        self._overflows += 1
 
     def close(self) -> None:
         if isinstance(self.source, DeviceSource):

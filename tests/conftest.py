@@ -71,3 +71,19 @@ def pytest_addoption(parser):
 @pytest.fixture
 def update_golden(request) -> bool:
     return request.config.getoption("--update-golden")
+
+
+@pytest.fixture
+def start_pipeline(run_dir):
+    """Starts `python supervisor.py` (tests/integration/harness.py); stops it and its stages after."""
+    from tests.integration.harness import PipelineProcess
+
+    started: list[PipelineProcess] = []
+
+    def start(config: dict, *args: str, env: dict | None = None) -> PipelineProcess:
+        started.append(PipelineProcess(run_dir, config, *args, env=env))
+        return started[-1]
+
+    yield start
+    for pipeline in started:
+        pipeline.stop()

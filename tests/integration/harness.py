@@ -55,7 +55,11 @@ class Subscriber:
         transport.close()
 
     def transcripts(self) -> list[frames.Transcript]:
-        return [f for f in self.frames if isinstance(f, frames.Transcript)]
+        """Finals, in arrival order (the `transcript` subscription also receives `transcript.partial`)."""
+        return [f for f in list(self.frames) if isinstance(f, frames.Transcript) and not f.is_partial]
+
+    def partials(self) -> list[frames.Transcript]:
+        return [f for f in list(self.frames) if isinstance(f, frames.Transcript) and f.is_partial]
 
     def close(self) -> None:
         self._stop.set()
@@ -63,7 +67,7 @@ class Subscriber:
 
 
 class PipelineProcess:
-    def __init__(self, run_dir: Path, config: dict, *args: str) -> None:
+    def __init__(self, run_dir: Path, config: dict, *args: str, env: dict | None = None) -> None:
         self.run_dir = run_dir
         self.config_path = run_dir / "test-config.yaml"
         self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -73,7 +77,8 @@ class PipelineProcess:
         self.stderr_lines: list[str] = []
         self.subscriber = Subscriber(topology.transcripts(self.cfg, run_dir))
         self.proc = subprocess.Popen([sys.executable, "supervisor.py", "--config", str(self.config_path), *args],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout_lines), daemon=True),
                          threading.Thread(target=self._read_events, daemon=True)]
         for t in self._readers:
@@ -101,6 +106,9 @@ class PipelineProcess:
             return wait_until(lambda: (self.find(event, **fields) or [None])[-1], timeout_s, what=f"{event} {fields}")
         except AssertionError as err:
             raise AssertionError(f"{err}\n--- pipeline log ---\n{self.log_tail()}") from None
+
+    def metrics_url(self) -> str:
+        return self.wait_event("metrics_serving", timeout_s=30)["url"].rsplit("/", 1)[0]
 
     def stage_pids(self) -> dict[str, int]:
         return {e["stage_name"]: e["pid"] for e in self.find("stage_spawned")}

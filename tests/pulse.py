@@ -1,0 +1,45 @@
+"""A private PulseAudio server with a virtual microphone, so capture goes PortAudio -> sounddevice
+exactly as on a laptop: `paplay --device=virtmic` plays into it, the `vmic` source records it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+MODULES = ["--load=module-native-protocol-unix", "--load=module-null-sink sink_name=virtmic",
+           "--load=module-remap-source master=virtmic.monitor source_name=vmic"]
+
+
+class PulseServer:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="luxa-pulse-"))
+        self.env = {"XDG_RUNTIME_DIR": str(self.dir), "PULSE_RUNTIME_PATH": str(self.dir / "pulse"),
+                    "HOME": str(self.dir)}
+
+    def _run(self, *cmd: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, env={**os.environ, **self.env}, capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+    def start(self) -> None:
+        """Raises RuntimeError with PulseAudio's own words when it cannot start."""
+        if not shutil.which("pulseaudio") or not shutil.which("pactl"):
+            raise RuntimeError("pulseaudio/pactl are not installed (Debian: pulseaudio pulseaudio-utils)")
+        started = self._run("pulseaudio", "--daemonize", "--exit-idle-time=-1", "-n", *MODULES, check=False)
+        deadline = time.monotonic() + 10
+        while self._run("pactl", "info", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PulseAudio did not start: {started.stderr.strip()[-500:]}")
+            time.sleep(0.1)  # polling the server's own readiness, against a deadline
+        self._run("pactl", "set-default-source", "vmic")
+
+    def play(self, wav: Path) -> None:
+        """Blocks until the file has been played into the virtual microphone."""
+        self._run("paplay", "--device=virtmic", str(wav), timeout=120)
+
+    def stop(self) -> None:
+        self._run("pulseaudio", "--kill", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""The original request's microphone validation, through a real audio server.
+
+A private PulseAudio server gets a virtual microphone; `python supervisor.py` listens to it through
+PortAudio and sounddevice exactly as on a laptop; real recorded French sentences are played into
+it with paplay, and a LUXA-style subscriber checks what comes out on `transcript` and
+`transcript.partial`. Skipped, with PulseAudio's reason, only when the server cannot start.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline.testmode import keyword_hits
+from tests.conftest import wait_until
+from tests.integration.harness import ROOT, PipelineProcess, pipeline_config
+from tests.integration.test_metrics import samples, value
+from tests.pulse import PulseServer
+
+pytestmark = pytest.mark.slow
+AUDIO = ROOT / "tests" / "data" / "audio"
+SENTENCES = [  # (file, keywords: at least 3 of 4 must come back)
+    ("fr-check-number-dial-again.wav", ["veuillez", "vérifier", "numéro", "nouveau"]),
+    ("fr-all-circuits-busy-now.wav", ["toutes", "lignes", "occupées", "instant"]),
+    ("fr-agent-loginok.wav", ["vous", "êtes", "maintenant", "ligne"]),
+    ("fr-conf-full.wav", ["cette", "conférence", "est", "pleine"]),
+]
+
+
+@pytest.fixture
+def pulse():
+    server = PulseServer()
+    try:
+        server.start()
+    except RuntimeError as err:
+        server.stop()
+        pytest.skip(f"PulseAudio cannot start here: {err}")
+    yield server
+    server.stop()
+
+
+def speech_end_s(wav: Path) -> float:
+    """Where the voice really stops in the file (last sample above -34 dBFS)."""
+    audio, rate = soundfile.read(wav, dtype="float32")
+    loud = np.flatnonzero(np.abs(audio) > 0.02)
+    return (loud[-1] + 1) / rate
+
+
+def silence_and_noise(path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    noise = (0.03 * rng.standard_normal(3 * 16000)).astype(np.float32)
+    soundfile.write(path, np.concatenate([np.zeros(3 * 16000, dtype=np.float32), noise]), 16000)
+    return path
+
+
+def play_and_wait(pulse: PulseServer, pipeline: PipelineProcess, wav: Path) -> tuple[float, object]:
+    """Play one sentence; returns (end of speech, epoch s) and its final transcript."""
+    before = len(pipeline.subscriber.transcripts())
+    started = time.time()
+    pulse.play(wav)
+    finals = wait_until(lambda: pipeline.subscriber.transcripts()[before:], 30, what=f"final transcript of {wav.name}")
+    return started + speech_end_s(wav), finals[0]
+
+
+def test_live_microphone_french_sentences_partials_and_silence(pulse, run_dir, start_pipeline, tmp_path):
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}})
+    pipeline = start_pipeline(cfg, env=pulse.env)
+    wait_until(lambda: pipeline.find("worker_switched", to_worker="transcribe_cpu"), 90, what="worker routed")
+    pipeline.wait_event("stage_up", stage_name="capture")
+
+    results = []
+    for name, keywords in SENTENCES[:2]:
+        results.append((keywords, *play_and_wait(pulse, pipeline, AUDIO / name)))
+    quiet_from = len(pipeline.subscriber.frames)
+    pulse.play(silence_and_noise(tmp_path / "quiet.wav"))
+    for name, keywords in SENTENCES[2:]:
+        results.append((keywords, *play_and_wait(pulse, pipeline, AUDIO / name)))
+
+    # Nothing at all (not even interim text) between the silence + noise and the next sentence.
+    finals = pipeline.subscriber.transcripts()
+    assert len(finals) == len(SENTENCES), [t.text for t in finals]
+    assert {t.utt_id for t in pipeline.subscriber.frames[quiet_from:]} == {results[2][2].utt_id, results[3][2].utt_id}
+    for keywords, _, final in results:
+        assert keyword_hits(keywords, final.text) >= 3, (keywords, final.text)
+
+    partials = pipeline.subscriber.partials()
+    assert partials, "no interim transcript was published"
+    for p in partials:
+        final = next(t for t in finals if t.utt_id == p.utt_id)
+        assert p.t_published_wall_s < final.t_published_wall_s
+        assert pipeline.subscriber.frames.index(p) < pipeline.subscriber.frames.index(final)
+
+    with urllib.request.urlopen(f"{pipeline.metrics_url()}/metrics", timeout=10) as reply:
+        m = samples(reply.read().decode())
+    assert value(m, "stt_transcriptions_total", outcome="ok") == len(SENTENCES)
+    assert value(m, "stt_errors_total") == 0 and value(m, "stt_frames_malformed_total") == 0
+    assert value(m, "stt_transcripts_published_total") == len(SENTENCES)
+
+    latencies_ms = [(final.t_published_wall_s - end) * 1000 for _, end, final in results]
+    report = {"end_of_speech_to_final_ms": [round(x) for x in latencies_ms],
+              "p50_ms": round(statistics.median(latencies_ms)), "partials": len(partials)}
+    print(json.dumps(report))
+    assert all(0 < x < 5000 for x in latencies_ms), report
