@@ -91,10 +91,11 @@ class TranscribeConfig(_Strict):
     """Longer input is refused as a client error (s)."""
     no_speech_threshold: float = Field(0.6, gt=0, le=1)
     log_prob_threshold: float = -1.0
-    fast_path: bool = False
+    fast_path: bool = True
     """Finals through the short-window decoder (guarded; redone the standard way when the guard fires).
-    Partial transcripts always use it."""
-    fast_beam_size: int = Field(1, gt=0)
+    Partial transcripts always use it (greedy)."""
+    fast_beam_size: int = Field(5, gt=0)
+    """Beam for finals on the fast path; 5 keeps the original configuration's accuracy."""
     health_probe_s: float = Field(30.0, gt=0)
     """An idle worker runs a synthetic transcription this often, so /ready stays truthful (s)."""
     gpu: GpuWorkerConfig = GpuWorkerConfig()

@@ -83,6 +83,8 @@ class Transcript:
     t_closed_wall_s: float     # copied from the Utterance
     t_published_wall_s: float = 0.0  # set by the sink just before publishing
     is_partial: bool = False   # interim text, topic `transcript.partial`, superseded by the final
+    start_s: float = 0.0       # where the utterance lies in the capture stream (s)
+    end_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

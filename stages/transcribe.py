@@ -94,7 +94,8 @@ class TranscribeStage(Stage):
         return frames.Transcript(
             frame.utt_id, result["text"], result["language"], segments, result["model_used"], result["device"],
             self.name, result["metrics"]["audio_duration"], result["processing_time"], result["metrics"]["rtf"],
-            result["is_speech"], frame.t_closed_wall_s, is_partial=frame.is_partial)
+            result["is_speech"], frame.t_closed_wall_s, is_partial=frame.is_partial,
+            start_s=frame.start_s, end_s=frame.end_s)
 
     def _remember_final(self, utt_id: str) -> None:
         self._finals_done[utt_id] = None

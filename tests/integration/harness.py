@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -38,6 +39,7 @@ class Subscriber:
 
     def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (b"transcript",)) -> None:
         self.frames: list = []
+        self.received_at: dict[str, float] = {}  # utt_id -> epoch s when its final arrived here
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(endpoint, topics), daemon=True)
@@ -51,7 +53,10 @@ class Subscriber:
         self._ready.set()
         while not self._stop.is_set():
             for s in poller.readable(0.1):
-                self.frames.append(frames.decode(recv_parts(s)))
+                frame = frames.decode(recv_parts(s))
+                if isinstance(frame, frames.Transcript) and not frame.is_partial:
+                    self.received_at[frame.utt_id] = time.time()
+                self.frames.append(frame)
         transport.close()
 
     def transcripts(self) -> list[frames.Transcript]:

@@ -1,0 +1,85 @@
+"""The pipeline part of the benchmark: `supervisor.py --source` at real-time pace, measured from outside."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from bench.wer import corpus_wer
+from pipeline.audio import load_audio
+from tests.conftest import wait_until
+from tests.integration.harness import PipelineProcess, pid_alive
+
+FRAME = 512
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ready", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def run_pipeline(prompts: list, config_path: Path) -> dict:
+    """Plays the prompts through the real pipeline; latencies, WER per prompt, RSS, start-up."""
+    run_dir = Path(tempfile.mkdtemp(prefix="luxa-bench-"))
+    folder = run_dir / "audio"
+    folder.mkdir()
+    offsets = []  # (start_s in the capture stream, prompt), files play in name order
+    position = 0
+    for i, prompt in enumerate(prompts):
+        shutil.copy(prompt.path, folder / f"{i:04d}-{prompt.name.replace('/', '_')}.wav")
+        offsets.append((position * FRAME / 16000, prompt))
+        position += math.ceil(load_audio(prompt.path, 600).size / FRAME)
+    cfg = yaml.safe_load(config_path.read_text()) or {}
+    cfg.update(run_dir=str(run_dir), metrics={"port": 0})
+    started = time.monotonic()
+    pipeline = PipelineProcess(run_dir, cfg, "--source", str(folder), "--quiet")
+    try:
+        url = pipeline.metrics_url()
+        wait_until(lambda: _ready(url), 120, what="pipeline ready")
+        start_to_ready = time.monotonic() - started
+        peak: dict[str, float] = {}
+        while pipeline.proc.poll() is None:
+            for name, pid in pipeline.stage_pids().items():
+                if pid_alive(pid):
+                    peak[name] = max(peak.get(name, 0.0), rss_mib(pid))
+            time.sleep(0.5)  # sampling RSS while the run goes on, not synchronising
+        pipeline.wait_exit()
+    finally:
+        pipeline.stop()
+    finals = pipeline.subscriber.transcripts()
+    received = pipeline.subscriber.received_at
+    latencies = [received[t.utt_id] - t.t_closed_wall_s for t in finals]
+    by_prompt: dict[str, list[str]] = {p.name: [] for p in prompts}
+    for t in finals:
+        owner = max((o for o in offsets if o[0] <= t.start_s + 1e-6), key=lambda o: o[0])[1]
+        by_prompt[owner.name].append(t.text)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    pairs = [(p.text, " ".join(by_prompt[p.name])) for p in prompts]
+    close = sorted(x * 1000 for x in latencies)
+    return {
+        "close_to_received": {"p50_ms": round(statistics.median(close)), "p95_ms": round(close[int(0.95 * (len(close) - 1))]),
+                              "max_ms": round(close[-1]), "n": len(close)},
+        "latencies_ms": close, "wer_pct": round(corpus_wer(pairs), 1),
+        "start_to_ready_s": round(start_to_ready, 2),
+        "rss_mib": {**{k: round(v) for k, v in sorted(peak.items())}, "total": round(sum(peak.values()))},
+        "per_prompt": json.loads(json.dumps(dict(pairs))),
+    }
