@@ -128,9 +128,27 @@ class SupervisorConfig(_Strict):
     restart: RestartConfig = RestartConfig()
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _is_loopback_tcp(endpoint: str) -> bool:
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 class EndpointsConfig(_Strict):
     transcripts: str | None = None
     """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock."""
+
+    @model_validator(mode="after")
+    def _private_by_default(self) -> EndpointsConfig:
+        # Transcripts are what people said at home: nothing listens beyond this machine. Binding
+        # elsewhere would need ZeroMQ CURVE authentication, which this version does not provide.
+        t = self.transcripts
+        if t and not (t.startswith("ipc://") or (t.startswith("tcp://") and _is_loopback_tcp(t))):
+            raise ValueError(f"transcripts endpoint {t!r} is not ipc:// or loopback tcp://; "
+                             "listening on other addresses needs CURVE authentication, not supported yet")
+        return self
 
 
 class LoggingConfig(_Strict):
@@ -139,7 +157,8 @@ class LoggingConfig(_Strict):
 
 class MetricsConfig(_Strict):
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: Literal["127.0.0.1", "localhost", "::1"] = "127.0.0.1"
+    """Loopback only: put a reverse proxy in front to scrape from elsewhere."""
     port: int = Field(9464, ge=0, lt=65536)
     """0 = pick a free port (tests)."""
 

@@ -27,6 +27,9 @@ def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
     ({"audio": {"sample_rate_hz": 44100}}, "audio: Value error, sample_rate_hz must be one of"),
     ({"transcribe": {"cpu": {"device": "tpu"}}}, "transcribe.cpu.device: Input should be 'cuda' or 'cpu'"),
     ({"transcribe": {"gpu": {"models": []}}}, "transcribe.gpu.models: List should have at least 1 item"),
+    ({"endpoints": {"transcripts": "tcp://0.0.0.0:5555"}}, "needs CURVE authentication"),
+    ({"endpoints": {"transcripts": "tcp://192.168.1.5:5555"}}, "needs CURVE authentication"),
+    ({"metrics": {"host": "0.0.0.0"}}, "metrics.host: Input should be '127.0.0.1'"),
 ])
 def test_bad_values_name_the_key_and_the_reason(tmp_path, data, message):
     path = tmp_path / "bad.yaml"
@@ -57,3 +60,8 @@ def test_supervisor_refuses_a_bad_key_before_starting_any_stage(tmp_path):
     assert proc.returncode == 78
     assert "config error: vad.treshold: Extra inputs are not permitted" in proc.stderr
     assert not run_dir.exists()  # nothing was prepared, no stage was spawned
+
+
+def test_loopback_tcp_and_ipc_endpoints_are_accepted():
+    for endpoint in ("tcp://127.0.0.1:5555", "tcp://localhost:5555", "ipc:///tmp/x.sock"):
+        assert PipelineConfig.model_validate({"endpoints": {"transcripts": endpoint}})

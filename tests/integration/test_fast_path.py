@@ -1,0 +1,32 @@
+"""The short-window fast path against the standard path, with the real `base` model on French speech."""
+
+import pytest
+
+from bench.wer import edit_distance, words
+from pipeline.audio import load_audio
+from pipeline.config import PipelineConfig, TranscribeConfig
+from pipeline.engine import Engine
+from tests.integration.harness import ROOT
+
+pytestmark = pytest.mark.slow
+RECORDINGS = sorted((ROOT / "tests" / "data" / "audio").glob("fr-*.wav"))
+
+
+@pytest.fixture(scope="module")
+def engines():
+    made = {}
+    for fast in (True, False):
+        cfg = TranscribeConfig(fast_path=fast)
+        engine = Engine(cfg.cpu, cfg, PipelineConfig().models_cache_dir())
+        engine.load()
+        made[fast] = engine
+    return made
+
+
+@pytest.mark.parametrize("wav", RECORDINGS, ids=lambda p: p.stem)
+def test_fast_path_text_matches_the_standard_path(engines, wav):
+    audio = load_audio(wav, 60)
+    fast, standard = engines[True].transcribe(audio), engines[False].transcribe(audio)
+    distance = edit_distance(words(standard.text), words(fast.text))
+    assert distance <= max(1, len(words(standard.text)) // 5), (standard.text, fast.text)
+    assert fast.processing_time_s < standard.processing_time_s
