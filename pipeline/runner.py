@@ -187,11 +187,8 @@ class StageRunner:
     def _dispatch(self, port: str, parts: list[bytes]) -> None:
         if self._recorder:
             self._recorder.write(port, parts)
-        try:
-            frame = frames.decode(parts)
-        except FrameDecodeError as err:
-            metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
-            self._log.warning("frame_malformed", port=port, reason=str(err))
+        frame = self._decode(port, parts)
+        if frame is None:
             return
         metrics.FRAMES_IN.labels(self.stage.name, frame.KIND).inc()
         if isinstance(frame, frames.Stop):
@@ -281,10 +278,15 @@ class StageRunner:
                 yield from self._call(self.stage.produce, 0.0)
             return
         for port, parts in RecordReader(in_path):
-            try:
-                frame = frames.decode(parts)
-            except FrameDecodeError as err:
-                metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
-                self._log.warning("frame_malformed", port=port, reason=str(err))
-                continue
-            yield from self._call(self.stage.handle, port, frame)
+            frame = self._decode(port, parts)
+            if frame is not None:
+                yield from self._call(self.stage.handle, port, frame)
+
+    def _decode(self, port: str, parts: list[bytes]) -> Frame | None:
+        """A bad frame is counted, logged and dropped: it never stops the stage."""
+        try:
+            return frames.decode(parts)
+        except FrameDecodeError as err:
+            metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
+            self._log.warning("frame_malformed", port=port, reason=str(err))
+            return None
