@@ -7,8 +7,8 @@ def ts(seconds: float) -> int:
     return TS + round(seconds / 0.02)
 
 
-def test_window_is_the_smallest_bucket_with_a_second_of_padding():
-    assert window_s(0.5) == 2 and window_s(1.2) == 3 and window_s(4.4) == 6 and window_s(28.9) == 30
+def test_window_is_the_smallest_bucket_with_two_seconds_of_padding():
+    assert window_s(0.5) == 4 and window_s(2.1) == 6 and window_s(4.4) == 8 and window_s(28.9) == 30
     assert window_s(40) == 30
 
 
