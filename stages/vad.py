@@ -57,9 +57,11 @@ class VadStage(Stage):
         self.cfg = cfg
         self.rate = sample_rate_hz
         self.window = WINDOW_SAMPLES[sample_rate_hz]
+        # Acks first (the runner serves inputs in this order): they are tiny, and a backlog of
+        # audio in --fast mode must not starve them into needless re-sends.
         self.inputs = {
-            "audio": PortSpec("pull", topology.audio(run_dir), bind=True),
             "acks": PortSpec("sub", transcripts_endpoint, bind=False, subscribe=(b"ack",)),
+            "audio": PortSpec("pull", topology.audio(run_dir), bind=True),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
         # Partials: queue of one, dropped when the worker has not taken the previous one yet.
