@@ -21,14 +21,14 @@ KNOWN_PHRASES: dict[str, tuple[str, ...]] = {
         "merci d'avoir regardé",
         "sous-titres par",
         "abonnez-vous",
-        "merci.",
+        # Not « Merci. »: Whisper invents it on silence, but people say it to an assistant; the
+        # no-speech signals above handle the invented ones.
     ),
     "en": (
         "thanks for watching",
         "thank you for watching",
         "subtitles by the amara.org community",
         "please subscribe",
-        "thank you.",
     ),
 }
 _ANY_LANGUAGE = ("amara.org",)
