@@ -175,51 +175,41 @@ class Engine:
         raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
 
     def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result:
-        if loaded.fast is not None and (partial or self.cfg.fast_path):
-            result = self._run_fast(loaded, audio, language, partial)
-            if result is not None:
-                return result
-        options = PARTIAL_OPTIONS if partial else {"beam_size": self.cfg.beam_size}
+        # Timed from the start: a fast-path attempt the guard refused is part of this request's cost.
         started = time.perf_counter()
+        if loaded.fast is not None and (partial or self.cfg.fast_path):
+            fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size)
+            if fast.rejected is not None:
+                metrics.FAST_PATH_REJECTED.labels(loaded.name, fast.rejected).inc()
+            if fast.rejected is None or partial:  # a refused partial is dropped, never redone
+                signal = SegmentSignal(fast.text, fast.no_speech_prob, fast.avg_logprob)
+                duration_s = round(audio.size / TARGET_RATE_HZ, 2)
+                return self._finish(loaded, audio, language, partial, started, [signal],
+                                    [{"start_s": 0.0, "end_s": duration_s, "text": fast.text}], fast.rejected)
+        options = PARTIAL_OPTIONS if partial else {"beam_size": self.cfg.beam_size}
         segments, _info = loaded.model.transcribe(
             audio, language=language, vad_filter=False, condition_on_previous_text=False,
             no_speech_threshold=self.cfg.no_speech_threshold, log_prob_threshold=self.cfg.log_prob_threshold, **options)
         segments = list(segments)  # the generator does the work: consume it inside the timed block
-        elapsed = time.perf_counter() - started
-        if not partial:
-            metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
         signals = [SegmentSignal(s.text, s.no_speech_prob, s.avg_logprob) for s in segments]
         kept = [segments[i] for i in speech_segments(signals, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)]
-        reason = non_speech_reason(signals, language, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)
+        return self._finish(loaded, audio, language, partial, started, signals,
+                            [{"start_s": s.start, "end_s": s.end, "text": s.text.strip()} for s in kept])
+
+    def _finish(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool, started: float,
+                signals: list[SegmentSignal], kept: list[dict], rejected: str | None = None) -> Result:
+        """Speech or not, metrics, and the Result; shared by the fast and the standard path."""
+        elapsed = time.perf_counter() - started
+        reason = rejected or non_speech_reason(signals, language, self.cfg.no_speech_threshold,
+                                               self.cfg.log_prob_threshold)
+        if not partial:
+            metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
         outcome = "partial" if partial else "ok" if reason is None else "non_speech"
         metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, outcome).inc()
         return Result(
-            text="" if reason else "".join(s.text for s in kept).strip(),
-            segments=[] if reason else [{"start_s": s.start, "end_s": s.end, "text": s.text.strip()} for s in kept],
-            language=language, model_used=loaded.name, device=self.device,
+            text="" if reason else " ".join(k["text"].strip() for k in kept).strip(),
+            segments=[] if reason else kept, language=language, model_used=loaded.name, device=self.device,
             audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason)
-
-    def _run_fast(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result | None:
-        """The short-window path; None when its guard fires and the standard path must redo it."""
-        started = time.perf_counter()
-        fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size)
-        elapsed = time.perf_counter() - started
-        if fast.rejected is not None:
-            metrics.FAST_PATH_REJECTED.labels(loaded.name, fast.rejected).inc()
-            if not partial:
-                return None
-        signal = [SegmentSignal(fast.text, fast.no_speech_prob, fast.avg_logprob)]
-        reason = fast.rejected or non_speech_reason(signal, language, self.cfg.no_speech_threshold,
-                                                    self.cfg.log_prob_threshold)
-        if not partial:
-            metrics.LATENCY.labels(loaded.name, self.device).observe(elapsed)
-        metrics.TRANSCRIPTIONS.labels(loaded.name, self.device, "partial" if partial else
-                                      "ok" if reason is None else "non_speech").inc()
-        duration_s = audio.size / TARGET_RATE_HZ
-        return Result(text="" if reason else fast.text,
-                      segments=[] if reason else [{"start_s": 0.0, "end_s": round(duration_s, 2), "text": fast.text}],
-                      language=language, model_used=loaded.name, device=self.device, audio_duration_s=duration_s,
-                      processing_time_s=elapsed, non_speech_reason=reason)
 
     def _on_failure(self, loaded: LoadedModel, err: Exception) -> None:
         kind = "cuda" if gpu.is_cuda_error(err) else type(err).__name__
