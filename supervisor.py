@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipeline import frames, topology
 from pipeline.config import PipelineConfig, load_config_or_exit, write_snapshot
+from pipeline.durable import clear_state
 from pipeline.exitcodes import ExitCode, describe
 from pipeline.logs import configure_logging, get_logger
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active
@@ -69,7 +70,7 @@ class Supervisor:
         self.down = transport.open(PortSpec("pub", ipc_endpoint(self.run_dir, "control_down"), bind=True))
         sockets = [up]
         if self.check:
-            self.check_sock = transport.open(PortSpec("sub", topology.transcripts(self.cfg, self.run_dir), bind=False,
+            self.check_sock = transport.open(PortSpec("sub", topology.events(self.run_dir), bind=False,
                                                       subscribe=(b"transcript",)))
             sockets.append(self.check_sock)
         poller = Poller(sockets)
@@ -121,6 +122,11 @@ class Supervisor:
             self.metrics.STAGE_UP.labels(proc.name).set(1)
             self.log.info("stage_up", stage_name=proc.name, pid=proc.pid,
                           start_s=round(now - proc.spawned_at, 3), restarts=proc.restarts)
+            if proc.name == "sink" and proc.restarts:
+                # Results in flight to the dead sink are gone: a new epoch makes the VAD re-send
+                # every unacknowledged utterance (workers answer those from their cache).
+                self.epoch += 1
+                self._publish_route()
 
     def _reconcile(self, now: float) -> None:
         """Compare desired with actual: spawn what is due, detect failures, fix the route."""
@@ -243,12 +249,13 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def prepare_run_dir(cfg: PipelineConfig) -> Path:
-    """Private (0700) runtime dir with a fresh metrics folder and the config snapshot."""
+    """Private (0700) runtime dir with fresh metrics and stage state, and the config snapshot."""
     run_dir = cfg.resolved_run_dir()
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
     shutil.rmtree(run_dir / "prom", ignore_errors=True)
     (run_dir / "prom").mkdir()
+    clear_state(run_dir)  # spooled utterances, published ids, capture cursor: per session
     write_snapshot(cfg, run_dir / "config.resolved.json")
     return run_dir
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +29,10 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
         extra_args(parser)
     args = parser.parse_args()
     cfg = load_config_or_exit(args.config)
+    if args.out:  # offline: durable state goes to a throw-away dir, never the live pipeline's
+        scratch = tempfile.mkdtemp(prefix=f"luxa-{name}-replay-")
+        atexit.register(shutil.rmtree, scratch, True)
+        cfg = cfg.model_copy(update={"run_dir": scratch})
     stage_name = getattr(args, "stage_name", None) or name
     configure_logging(stage_name, cfg.logging.level, restart_count=args.restart_count)
     stage = make_stage(cfg, args)

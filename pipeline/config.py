@@ -60,7 +60,8 @@ class VadConfig(_Strict):
     resend_after_s: float = Field(60.0, gt=0)
     """An utterance without a transcript after this long is sent again (s)."""
     max_pending: int = Field(256, gt=0)
-    """Utterances kept for redelivery; past this the oldest is dropped and counted."""
+    """Utterances kept (and spooled) until their transcript is acknowledged; when this many wait,
+    the VAD stops reading audio until one is acknowledged (backpressure: none is dropped)."""
     partial_interval_ms: int = Field(400, ge=0)
     """While speech goes on, send the utterance so far for interim text this often (ms); 0 = off."""
     partial_min_ms: int = Field(600, ge=0)

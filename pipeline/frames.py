@@ -220,3 +220,18 @@ def _field_values(kind: str, header: dict, buffers: list[bytes]) -> dict:
     if buffers:
         raise FrameDecodeError(f"{kind}: {len(buffers)} unexpected buffer(s)")
     return values
+
+
+def to_bytes(frame: Frame, stage: str) -> bytes:
+    """One frame as a single blob (durable spools): the msgpack list of its wire parts."""
+    return msgpack.packb(encode(frame, stage), use_bin_type=True)
+
+
+def from_bytes(blob: bytes) -> Frame:
+    try:
+        parts = msgpack.unpackb(blob, raw=False, max_bin_len=MAX_BUFFER_BYTES)
+    except Exception as err:  # msgpack raises several unrelated types for bad input
+        raise FrameDecodeError(f"blob is not msgpack: {type(err).__name__}: {err}") from None
+    if not isinstance(parts, list) or not all(isinstance(p, bytes) for p in parts):
+        raise FrameDecodeError("blob must be a list of byte strings")
+    return decode(parts)

@@ -68,6 +68,13 @@ class Stage:
         """Called once per heartbeat interval (timers, resends)."""
         return []
 
+    def accepts(self, port: str) -> bool:
+        """False = leave this input's messages queued for now (backpressure upstream)."""
+        return True
+
+    def sent(self, port: str, frame: Frame) -> None:
+        """Called after a frame was handed to ZeroMQ (durable bookkeeping)."""
+
     def begin_drain(self) -> list[Output]:
         return []
 
@@ -177,6 +184,8 @@ class StageRunner:
         Re-polling before every message is what lets finals overtake partials that queued first.
         """
         produce = self.stage.is_source and not self.stage.exhausted and self.state is not StageState.DRAINING
+        for name in self.stage.inputs:
+            self._poller.enable(self._sockets[name], self.stage.accepts(name))
         readable = self._poller.readable(0.0 if produce else wait_s)
         if readable:
             sock = min(readable, key=lambda s: self._priority[id(s)])
@@ -208,6 +217,7 @@ class StageRunner:
             blocking = spec.blocking if spec else False
             if send(self._sockets[port], frame, self.stage.name, timeout_ms if blocking else 0):
                 metrics.FRAMES_OUT.labels(self.stage.name, frame.KIND).inc()
+                self.stage.sent(port, frame)
             elif blocking:
                 return  # backpressure: retry after the next heartbeat
             else:
@@ -265,10 +275,9 @@ class StageRunner:
             except StageStartError as err:
                 self._log.error("stage_start_failed", reason=str(err))
                 return err.exit_code
-            emitted = list(self._replay_inputs(in_path))
-            emitted += self._call(self.stage.begin_drain)
-            for port, frame in emitted:
+            for port, frame in self._replay_inputs(in_path):  # lazily: sent() before the next input
                 out.write(port, frames.encode(frame, self.stage.name))
+                self.stage.sent(port, frame)
         self.stage.close()
         return ExitCode.CLEAN
 
@@ -276,11 +285,12 @@ class StageRunner:
         if in_path is None:  # a source stage: run it until it is exhausted
             while not self.stage.exhausted:
                 yield from self._call(self.stage.produce, 0.0)
-            return
-        for port, parts in RecordReader(in_path):
-            frame = self._decode(port, parts)
-            if frame is not None:
-                yield from self._call(self.stage.handle, port, frame)
+        else:
+            for port, parts in RecordReader(in_path):
+                frame = self._decode(port, parts)
+                if frame is not None:
+                    yield from self._call(self.stage.handle, port, frame)
+        yield from self._call(self.stage.begin_drain)
 
     def _decode(self, port: str, parts: list[bytes]) -> Frame | None:
         """A bad frame is counted, logged and dropped: it never stops the stage."""

@@ -76,6 +76,23 @@ class FileSource:
             count -= 1
         return blocks
 
+    def position(self) -> dict:
+        return {"file_index": self._index, "offset": self._offset, "finished": self.finished}
+
+    def resume(self, position: dict) -> list[np.ndarray | SourceEvent]:
+        """After a capture restart: carry on where the previous process was, not from the top."""
+        index, offset = int(position.get("file_index", -1)), int(position.get("offset", 0))
+        if position.get("finished"):
+            self._index = len(self.files) - 1
+            return self._next_file()  # the end again: the VAD may have missed it
+        if index < 0:
+            return []
+        self._index = index - 1
+        events = self._next_file()
+        self._offset = min(offset, self._audio.size)
+        self._t0, self._played = self._clock(), 0  # real-time pace counts from now
+        return events
+
     def _next_file(self) -> list[np.ndarray | SourceEvent]:
         if self.finished:
             return []

@@ -3,7 +3,8 @@
     capture --PUSH/PULL audio--> vad --PUSH utt_<worker>--> transcribe_gpu | transcribe_cpu
                                     vad --PUSH partial_<worker> (HWM 1, dropped when busy)--> same worker
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
-    sink --PUB (topic `ack`)--> vad           every stage --PUB control_up--> supervisor
+    sink --PUB events (private: `ack`, and `transcript` for test mode)--> vad, supervisor
+    every stage --PUB control_up--> supervisor
     supervisor --PUB control_down (route, stop)--> stages
 
 Binding sides are the long-lived ends (VAD for audio and utterances, sink for results and
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
-from pipeline.transport import ipc_endpoint
+from pipeline.transport import PortSpec, ipc_endpoint
 
 WORKERS = ("transcribe_gpu", "transcribe_cpu")  # routing preference, best first
 STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "capture")  # start order: consumers first
@@ -38,7 +39,17 @@ def results(run_dir: Path) -> str:
 
 
 def transcripts(cfg: PipelineConfig, run_dir: Path) -> str:
+    """The public endpoint other LUXA processes subscribe to."""
     return cfg.endpoints.transcripts or ipc_endpoint(run_dir, "transcripts")
+
+
+def public_port(cfg: PipelineConfig, run_dir: Path) -> PortSpec:
+    return PortSpec("pub", transcripts(cfg, run_dir), bind=True, blocking=False)
+
+
+def events(run_dir: Path) -> str:
+    """The sink's private PUB: acknowledgements for the VAD, finals for the supervisor's check."""
+    return ipc_endpoint(run_dir, "events")
 
 
 def worker_config(cfg: PipelineConfig, worker: str):

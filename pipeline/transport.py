@@ -100,5 +100,9 @@ class Poller:
         for sock in sockets:
             self._poller.register(sock, zmq.POLLIN)
 
+    def enable(self, sock: zmq.Socket, enabled: bool) -> None:
+        """A disabled socket is not polled: its messages wait in ZeroMQ's queue (and then the peer's)."""
+        self._poller.modify(sock, zmq.POLLIN if enabled else 0)
+
     def readable(self, timeout_s: float) -> list[zmq.Socket]:
         return [s for s, _ in self._poller.poll(max(0, int(timeout_s * 1000)))]

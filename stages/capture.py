@@ -2,6 +2,10 @@
 
 A file that cannot be read is logged, counted and skipped; the next one plays. Between files a
 CaptureGap tells the VAD to close the open utterance, and after the last an EndOfStream.
+A cursor in the run dir (chunk number, file position, wall time) lets a restarted capture
+carry on: files resume where they were, and the microphone's restart gap is logged and sent
+as a CaptureGap with its duration. Chunks that were queued but never reached the VAD show up
+there as a jump in numbering (logged as `audio_lost`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import numpy as np
 from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import AudioConfig, PipelineConfig
+from pipeline.durable import Cursor
 from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageStartError
 from pipeline.sources import DeviceSource, DeviceUnavailableError, FileSource, SourceEvent
 from pipeline.transport import PortSpec
+
+AUDIO_HWM = 64  # chunks (about 2 s) queued towards the VAD before capture waits
 
 
 class CaptureStage(Stage):
@@ -28,13 +35,30 @@ class CaptureStage(Stage):
     def __init__(self, cfg: AudioConfig, run_dir: Path) -> None:
         self.cfg = cfg
         self.frame_samples = cfg.sample_rate_hz * cfg.frame_ms // 1000
-        self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False)}
+        # A short queue: what a crash of this process takes with it stays small.
+        self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False, hwm=AUDIO_HWM)}
         self.source: FileSource | DeviceSource | None = None
+        self._cursor = Cursor(run_dir / "capture_cursor.json")
+        self._resumed: list[SourceEvent] = []  # sent by the first produce() after a restart
         self._seq = 0
         self._overflows = self._overflows_logged = 0
         self.log = get_logger()
 
     def start(self) -> None:
+        self._open_source()
+        previous = self._cursor.load()
+        if previous:
+            self._resume(previous)
+
+    def _resume(self, previous: dict) -> None:
+        self._seq = int(previous.get("seq", 0))
+        gap_ms = max(0.0, (time.time() - float(previous.get("wall_s", time.time()))) * 1000)
+        self._resumed = [SourceEvent("gap", "capture restarted", "restart", gap_ms)]
+        if isinstance(self.source, FileSource):
+            self._resumed += self.source.resume(previous)
+        self.log.warning("capture_resumed", gap_ms=round(gap_ms, 1), **previous)
+
+    def _open_source(self) -> None:
         if self.cfg.source:
             path = Path(self.cfg.source)
             if not path.exists():
@@ -50,6 +74,11 @@ class CaptureStage(Stage):
             raise StageStartError(str(err)) from None  # transient: a headset may be plugged in later
 
     def produce(self, max_wait_s: float) -> list[Output]:
+        # Everything produced so far has been handed to ZeroMQ (the runner flushes first).
+        self._save_cursor()
+        if self._resumed:
+            events, self._resumed = self._resumed, []
+            return [("audio", self._to_frame(e)) for e in events]
         if self._overflows != self._overflows_logged:
             self.log.warning("input_overflow", total=self._overflows)
             self._overflows_logged = self._overflows
@@ -75,6 +104,10 @@ class CaptureStage(Stage):
             metrics.CAPTURE_GAP_SECONDS.labels(self.name).inc(item.gap_ms / 1000)
             self.log.warning("capture_gap", reason=item.reason, gap_ms=round(item.gap_ms, 1))
         return frames.CaptureGap(self._seq, item.gap_ms, item.kind)
+
+    def _save_cursor(self) -> None:
+        position = self.source.position() if isinstance(self.source, FileSource) else {}
+        self._cursor.save({"seq": self._seq, "wall_s": time.time(), **position})
 
     def _on_overflow(self) -> None:
         """PortAudio's thread: only count here; produce() logs the total now and then."""

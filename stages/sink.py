@@ -1,8 +1,11 @@
 """Sink stage: publishes each transcript once on topic `transcript`, acknowledges every result.
 
 Duplicates (an utterance re-sent after a failover) are dropped here but acknowledged again,
-in case the first acknowledgement was missed. With `--print`, transcripts also go to stdout as
-one JSON object per line (stdout carries transcripts only; logs go to stderr).
+in case the first acknowledgement was missed. The ids already published are appended to a file
+in the run dir, so a SIGKILLed and restarted sink still publishes each utterance only once.
+Acknowledgements (and a copy of each final, for the supervisor's test mode) go on a private ipc
+socket, so the public one carries transcripts only and can require CURVE keys.
+With `--print`, transcripts also go to stdout as one JSON object per line (logs go to stderr).
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ import dataclasses
 import json
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig
+from pipeline.durable import IdLog
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage
 from pipeline.transport import PortSpec
@@ -32,27 +35,34 @@ def transcript_json(t: frames.Transcript) -> str:
 class SinkStage(Stage):
     name = "sink"
 
-    def __init__(self, run_dir: Path, public_endpoint: str, print_stdout: bool = False) -> None:
+    def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False) -> None:
         self.inputs = {"results": PortSpec("pull", topology.results(run_dir), bind=True)}
-        self.outputs = {"public": PortSpec("pub", public_endpoint, bind=True, blocking=False)}
+        self.outputs = {"public": public,
+                        "internal": PortSpec("pub", topology.events(run_dir), bind=True, blocking=False)}
         self.print_stdout = print_stdout
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_path = run_dir / "sink_published.ids"
+        self._seen: IdLog | None = None
         self.log = get_logger()
+
+    def start(self) -> None:
+        self._seen = IdLog(self._seen_path, SEEN_LIMIT)
+        if len(self._seen):
+            self.log.info("published_ids_loaded", count=len(self._seen))
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if not isinstance(frame, frames.Transcript):
             return []
         if frame.is_partial:
             return self._partial(frame)
-        ack = ("public", frames.Ack(frame.utt_id))
+        ack = ("internal", frames.Ack(frame.utt_id))
         if frame.utt_id in self._seen:
             metrics.DUPLICATES.labels(self.name).inc()
             self.log.info("duplicate_dropped", utt_id=frame.utt_id, worker=frame.worker)
             return [ack]
-        self._remember(frame.utt_id)
         if not frame.is_speech:
             metrics.NON_SPEECH.labels(self.name).inc()
             self.log.info("non_speech_dropped", utt_id=frame.utt_id)
+            self._seen.add(frame.utt_id)
             return [ack]
         published = dataclasses.replace(frame, t_published_wall_s=time.time())
         latency_s = published.t_published_wall_s - published.t_closed_wall_s
@@ -62,7 +72,12 @@ class SinkStage(Stage):
                       close_to_publish_s=round(latency_s, 3), chars=len(frame.text))
         if self.print_stdout:
             print(transcript_json(published), flush=True)
-        return [("public", published), ack]
+        return [("public", published), ("internal", published), ack]
+
+    def sent(self, port: str, frame: frames.Frame) -> None:
+        """Recorded once handed to ZeroMQ: a crash just before re-publishes (never loses) it."""
+        if port == "public" and isinstance(frame, frames.Transcript) and not frame.is_partial:
+            self._seen.add(frame.utt_id)
 
     def _partial(self, frame: frames.Transcript) -> list[Output]:
         """Interim text on `transcript.partial`; never after the final, never acknowledged."""
@@ -72,15 +87,14 @@ class SinkStage(Stage):
         metrics.PARTIALS_PUBLISHED.labels(self.name).inc()
         return [("public", dataclasses.replace(frame, t_published_wall_s=time.time()))]
 
-    def _remember(self, utt_id: str) -> None:
-        self._seen[utt_id] = None
-        if len(self._seen) > SEEN_LIMIT:
-            self._seen.popitem(last=False)
+    def close(self) -> None:
+        if self._seen is not None:
+            self._seen.close()
 
 
 def make_stage(cfg: PipelineConfig, args) -> SinkStage:
     run_dir = cfg.resolved_run_dir()
-    return SinkStage(run_dir, topology.transcripts(cfg, run_dir), print_stdout=args.print_stdout)
+    return SinkStage(run_dir, topology.public_port(cfg, run_dir), print_stdout=args.print_stdout)
 
 
 def _print_arg(parser) -> None:

@@ -27,6 +27,8 @@ from pipeline.runner import Output, Stage, StageStartError
 from pipeline.stt import RobustSTTManager
 from pipeline.transport import PortSpec
 
+RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
+
 
 class TranscribeStage(Stage):
     def __init__(self, worker: str, worker_cfg: WorkerConfig, cfg: TranscribeConfig, cache_dir: Path,
@@ -36,7 +38,7 @@ class TranscribeStage(Stage):
         # Order is priority: a waiting final is always taken before a waiting partial.
         self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False),
                        "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1)}
-        self._finals_done: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
         # The CPU fallback is the other worker's job: this process never loads a second chain.
         self.manager = manager or RobustSTTManager(cfg, device=worker_cfg.device, cpu_fallback=False,
@@ -61,24 +63,27 @@ class TranscribeStage(Stage):
             return []
         if frame.is_partial:
             return self._partial(frame)
+        if frame.utt_id in self._recent:
+            # Re-sent after a sink or VAD restart: the answer is already known, no second decode.
+            metrics.FRAMES_DROPPED.labels(self.name, "answered_again").inc()
+            return [("results", self._recent[frame.utt_id])]
         log = self.log.bind(utt_id=frame.utt_id)
-        self._remember_final(frame.utt_id)
         try:
             result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz)
         except AudioInputError as err:
             log.warning("utterance_rejected", reason=err.reason, error=str(err))
-            return [("results", _empty(frame, self.name, self.manager.engine.device))]
+            return [("results", self._remember(_empty(frame, self.name, self.manager.engine.device)))]
         except NoModelError as err:
             self._give_up(str(err))
         log.info("utterance_transcribed", model=result["model_used"], audio_s=round(result["metrics"]["audio_duration"], 3),
                  inference_s=round(result["processing_time"], 3), rtf=round(result["metrics"]["rtf"], 3),
                  queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result["processing_time"]), 3),
                  non_speech=result["non_speech_reason"])
-        return [("results", self._transcript(frame, result))]
+        return [("results", self._remember(self._transcript(frame, result)))]
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""
-        if frame.utt_id in self._finals_done:
+        if frame.utt_id in self._recent:
             metrics.FRAMES_DROPPED.labels(self.name, "stale_partial").inc()
             return []
         try:
@@ -97,10 +102,11 @@ class TranscribeStage(Stage):
             result["is_speech"], frame.t_closed_wall_s, is_partial=frame.is_partial,
             start_s=frame.start_s, end_s=frame.end_s)
 
-    def _remember_final(self, utt_id: str) -> None:
-        self._finals_done[utt_id] = None
-        if len(self._finals_done) > 1000:
-            self._finals_done.popitem(last=False)
+    def _remember(self, transcript: frames.Transcript) -> frames.Transcript:
+        self._recent[transcript.utt_id] = transcript
+        if len(self._recent) > RECENT_FINALS:
+            self._recent.popitem(last=False)
+        return transcript
 
     def tick(self, now_ns: int) -> list[Output]:
         """Idle for a while: prove the engine still answers (what /ready reports)."""

@@ -1,8 +1,11 @@
 """VAD stage: Silero speech probabilities -> utterances, routed to the active worker.
 
 Keeps every utterance until the sink acknowledges it (topic `ack`), and sends the pending ones
-again when the supervisor routes to another worker (new epoch) or when one waits too long;
-the sink drops duplicates. That is what makes a worker crash or a GPU->CPU switch lossless.
+again when the supervisor routes to another worker or restarts a worker or the sink (a new
+epoch), or when one waits too long; the sink drops duplicates. Pending utterances are spooled
+to the run dir before they are sent, so a SIGKILLed VAD re-sends them when it comes back.
+When `max_pending` utterances wait, the VAD stops reading audio (backpressure to capture)
+rather than drop one.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import numpy as np
 from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
+from pipeline.durable import Spool
 from pipeline.logs import get_logger
 from pipeline.runner import CONTROL, Output, Stage
 from pipeline.segmenter import Segment, Segmenter
 from pipeline.transport import PortSpec
 
 WINDOW_SAMPLES = {16000: 512, 8000: 256}  # what Silero accepts
+EOS_KEY = "end-of-stream"  # spool entry: the source is done (survives a restart for Drained)
 
 
 def load_silero():
@@ -53,14 +58,14 @@ class VadStage(Stage):
     name = "vad"
 
     def __init__(self, cfg: VadConfig, sample_rate_hz: int, run_dir: Path, workers: list[str],
-                 transcripts_endpoint: str, prob_fn=None, clock=time.monotonic_ns) -> None:
+                 prob_fn=None, clock=time.monotonic_ns) -> None:
         self.cfg = cfg
         self.rate = sample_rate_hz
         self.window = WINDOW_SAMPLES[sample_rate_hz]
         # Acks first (the runner serves inputs in this order): they are tiny, and a backlog of
         # audio in --fast mode must not starve them into needless re-sends.
         self.inputs = {
-            "acks": PortSpec("sub", transcripts_endpoint, bind=False, subscribe=(b"ack",)),
+            "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",)),
             "audio": PortSpec("pull", topology.audio(run_dir), bind=True),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
@@ -81,22 +86,62 @@ class VadStage(Stage):
         self._since_partial = 0             # samples since the last partial
         self._eos = False
         self._drained_sent = False
+        self._last_audio_seq = 0
+        self._chunk_ms = 32.0  # length of the last chunk, to size lost audio
+        self._spool_dir = run_dir / "vad_spool"
+        self._spool: Spool | None = None
         self.log = get_logger()
 
     def start(self) -> None:
         if self._prob_fn is None:
             self._prob_fn = load_silero()
+        self._spool = Spool(self._spool_dir)
+        for key, blob in self._spool.load():
+            self._restore(key, blob)
+        if self._pending or self._eos:
+            self.log.info("spool_restored", pending=len(self._pending), end_of_stream=self._eos)
+        metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
+
+    def _restore(self, key: str, blob: bytes) -> None:
+        if key == EOS_KEY:
+            self._eos = True
+            return
+        try:
+            utt = frames.from_bytes(blob)
+        except frames.FrameDecodeError as err:
+            metrics.BAD_INPUT.labels(self.name, "spool_corrupt").inc()
+            self.log.error("spool_entry_unreadable", key=key, reason=str(err))
+            self._spool.remove(key)
+            return
+        self._pending[utt.utt_id] = Pending(utt)
+
+    def accepts(self, port: str) -> bool:
+        """Backpressure: no more audio while max_pending utterances wait for their transcript."""
+        return port != "audio" or len(self._pending) < self.cfg.max_pending
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
-        if isinstance(frame, frames.AudioChunk):
-            return self._on_audio(frame)
+        if isinstance(frame, (frames.AudioChunk, frames.CaptureGap, frames.EndOfStream)):
+            return self._check_continuity(frame.seq) + self._on_capture(frame)
         if isinstance(frame, frames.Ack):
             return self._on_ack(frame.utt_id)
         if isinstance(frame, frames.Route):
             return self._on_route(frame)
-        if isinstance(frame, (frames.CaptureGap, frames.EndOfStream)):
-            return self._on_break(frame)
         return []
+
+    def _on_capture(self, frame) -> list[Output]:
+        if isinstance(frame, frames.AudioChunk):
+            return self._on_audio(frame)
+        return self._on_break(frame)
+
+    def _check_continuity(self, seq: int) -> list[Output]:
+        """A restarted capture resumes its numbering: missing numbers are chunks lost in between."""
+        last, self._last_audio_seq = self._last_audio_seq, seq
+        if not last or seq <= last + 1:
+            return []
+        lost_ms = (seq - last - 1) * self._chunk_ms
+        metrics.CAPTURE_GAP_SECONDS.labels(self.name).inc(lost_ms / 1000)
+        self.log.warning("audio_lost", chunks=seq - last - 1, duration_ms=round(lost_ms, 1))
+        return self._emit(self._segmenter.flush())  # what was heard before the hole is one utterance
 
     def _on_audio(self, chunk: frames.AudioChunk) -> list[Output]:
         self.last_seq = chunk.seq
@@ -106,6 +151,7 @@ class VadStage(Stage):
                              channels=chunk.channels)
             return []
         samples = np.frombuffer(chunk.pcm, dtype=np.float32)
+        self._chunk_ms = samples.size * 1000 / self.rate
         if not np.isfinite(samples).all():
             metrics.BAD_INPUT.labels(self.name, "non_finite").inc()
             samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
@@ -151,6 +197,7 @@ class VadStage(Stage):
         else:
             self.log.info("end_of_stream", source=frame.source, utterances=self._closed)
             self._eos = True
+            self._spool.put(EOS_KEY, b"")
         return self._emit(closed) + self._maybe_drained()
 
     def _emit(self, segments: list[Segment]) -> list[Output]:
@@ -160,20 +207,14 @@ class VadStage(Stage):
             self._closed += 1
             utt = frames.Utterance(utt_id, seg.start_sample / self.rate,
                                    seg.end_sample / self.rate, time.time(), self.rate, seg.pcm.tobytes())
+            self._spool.put(utt.utt_id, frames.to_bytes(utt, self.name))  # before anything says it exists
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
                           reason=seg.reason)
             self._pending[utt.utt_id] = Pending(utt)
-            self._bound_pending()
             out += self._send(self._pending[utt.utt_id])
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
         return out
-
-    def _bound_pending(self) -> None:
-        while len(self._pending) > self.cfg.max_pending:
-            utt_id, _ = self._pending.popitem(last=False)
-            metrics.FRAMES_DROPPED.labels(self.name, "pending_full").inc()
-            self.log.error("utterance_dropped", utt_id=utt_id, reason="pending_full", max_pending=self.cfg.max_pending)
 
     def _send(self, pending: Pending) -> list[Output]:
         if self._active is None or self._active not in self.outputs:
@@ -185,6 +226,7 @@ class VadStage(Stage):
 
     def _on_ack(self, utt_id: str) -> list[Output]:
         if self._pending.pop(utt_id, None) is not None:
+            self._spool.remove(utt_id)
             metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
         return self._maybe_drained()
 
@@ -215,8 +257,7 @@ class VadStage(Stage):
 
 def make_stage(cfg: PipelineConfig, args) -> VadStage:
     run_dir = cfg.resolved_run_dir()
-    return VadStage(cfg.vad, cfg.audio.sample_rate_hz, run_dir, topology.enabled_workers(cfg),
-                    topology.transcripts(cfg, run_dir))
+    return VadStage(cfg.vad, cfg.audio.sample_rate_hz, run_dir, topology.enabled_workers(cfg))
 
 
 def main() -> None:
