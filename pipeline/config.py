@@ -79,6 +79,10 @@ class WorkerConfig(_Strict):
     cpu_threads: int = Field(2, ge=0)
     min_free_vram_mb: int = Field(1024, ge=0)
     """The GPU worker refuses to start below this much free GPU memory (MiB)."""
+    nice: int = Field(5, ge=0, le=19)
+    """Lower CPU priority for the worker process: inference yields the cores to capture, VAD and
+    sink, which need little CPU but must never wait for it (a starved sink is slow to hand a
+    transcript to the kernel, and that is what a crash at that moment would lose)."""
 
 
 class GpuWorkerConfig(WorkerConfig):
@@ -109,7 +113,10 @@ class ModelsConfig(_Strict):
 
 
 class RestartConfig(_Strict):
-    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_initial_s: float = Field(0.1, gt=0)
+    """First restart delay, doubling per consecutive failure (with jitter) up to backoff_max_s.
+    Shorter than the zguide's 1 s: a SIGKILLed stage should be back within a second, and the
+    flap detector, not the backoff, is what stops a crash loop."""
     backoff_max_s: float = Field(30.0, gt=0)
     max_restarts: int = Field(5, gt=0)
     window_s: float = Field(60.0, gt=0)
@@ -140,6 +147,10 @@ def _is_loopback_tcp(endpoint: str) -> bool:
 class EndpointsConfig(_Strict):
     transcripts: str | None = None
     """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock."""
+    subscriber_join_ms: int = Field(300, ge=0)
+    """After (re)starting, the sink waits this long before publishing, so subscribers that were
+    connected to its predecessor are back (ZeroMQ reconnects every 100 ms by default); what a
+    PUB socket sends before they are back is lost to them."""
 
     @model_validator(mode="after")
     def _private_by_default(self) -> EndpointsConfig:

@@ -34,7 +34,7 @@ Decision = Restart | GiveUp | Failover
 
 
 class Backoff:
-    """Exponential with full jitter in [0.5, 1] of the step: 0.5 s doubling to a cap."""
+    """Exponential with jitter in [0.5, 1] of the step: the initial delay doubling to a cap."""
 
     def __init__(self, initial_s: float, max_s: float, rng: Callable[[], float] = random.random) -> None:
         self.initial_s, self.max_s, self._rng = initial_s, max_s, rng

@@ -35,11 +35,12 @@ def transcript_json(t: frames.Transcript) -> str:
 class SinkStage(Stage):
     name = "sink"
 
-    def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False) -> None:
+    def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False, join_s: float = 0.0) -> None:
         self.inputs = {"results": PortSpec("pull", topology.results(run_dir), bind=True)}
         self.outputs = {"public": public,
                         "internal": PortSpec("pub", topology.events(run_dir), bind=True, blocking=False)}
         self.print_stdout = print_stdout
+        self.join_s = join_s
         self._seen_path = run_dir / "sink_published.ids"
         self._seen: IdLog | None = None
         self.log = get_logger()
@@ -48,6 +49,9 @@ class SinkStage(Stage):
         self._seen = IdLog(self._seen_path, SEEN_LIMIT)
         if len(self._seen):
             self.log.info("published_ids_loaded", count=len(self._seen))
+        # Sockets are bound already; this only gives subscribers time to (re)connect. No signal
+        # exists for "every subscriber is back": PUB does not know who will subscribe.
+        time.sleep(self.join_s)
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if not isinstance(frame, frames.Transcript):
@@ -94,7 +98,8 @@ class SinkStage(Stage):
 
 def make_stage(cfg: PipelineConfig, args) -> SinkStage:
     run_dir = cfg.resolved_run_dir()
-    return SinkStage(run_dir, topology.public_port(cfg, run_dir), print_stdout=args.print_stdout)
+    return SinkStage(run_dir, topology.public_port(cfg, run_dir), print_stdout=args.print_stdout,
+                     join_s=cfg.endpoints.subscriber_join_ms / 1000)
 
 
 def _print_arg(parser) -> None:

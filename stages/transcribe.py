@@ -8,6 +8,7 @@ the VAD still holds it and sends it again to whichever worker is routed next.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -139,6 +140,7 @@ def _empty(utt: frames.Utterance, worker: str, device: str) -> frames.Transcript
 
 def make_stage(cfg: PipelineConfig, args) -> TranscribeStage:
     worker = args.stage_name
+    os.nice(topology.worker_config(cfg, worker).nice)  # before any thread exists: they all inherit it
     return TranscribeStage(worker, topology.worker_config(cfg, worker), cfg.transcribe,
                            cfg.models_cache_dir(), cfg.resolved_run_dir())
 

@@ -25,26 +25,10 @@ from pipeline.durable import Spool
 from pipeline.logs import get_logger
 from pipeline.runner import CONTROL, Output, Stage
 from pipeline.segmenter import Segment, Segmenter
+from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transport import PortSpec
 
-WINDOW_SAMPLES = {16000: 512, 8000: 256}  # what Silero accepts
 EOS_KEY = "end-of-stream"  # spool entry: the source is done (survives a restart for Drained)
-
-
-def load_silero():
-    """Silero's TorchScript model, shipped in the silero-vad wheel; one thread is plenty."""
-    import torch
-    from silero_vad import load_silero_vad
-
-    torch.set_num_threads(1)
-    model = load_silero_vad()
-
-    def speech_prob(window: np.ndarray, rate: int) -> float:
-        with torch.no_grad():
-            return float(model(torch.from_numpy(window), rate).item())
-
-    speech_prob.reset = model.reset_states  # type: ignore[attr-defined]
-    return speech_prob
 
 
 @dataclass
@@ -94,7 +78,7 @@ class VadStage(Stage):
 
     def start(self) -> None:
         if self._prob_fn is None:
-            self._prob_fn = load_silero()
+            self._prob_fn = SileroVad()
         self._spool = Spool(self._spool_dir)
         for key, blob in self._spool.load():
             self._restore(key, blob)

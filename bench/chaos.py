@@ -1,0 +1,194 @@
+"""Chaos run: real speech through the real pipeline while random stages are SIGKILLed.
+
+    python -m bench.chaos --minutes 10 --kills 100
+
+Builds one long recording from the Debian French prompts (pauses between them), plays it as
+fast as the pipeline takes it, and SIGKILLs a random running stage every 1-3 s. The "GPU"
+worker runs the CPU model here (no GPU on these machines), so killing it exercises the
+supervisor's real GPU -> CPU switch and the switch back. Afterwards it reports utterances the
+VAD closed, transcripts published, lost and duplicated ones, and recovery time per kill
+(SIGKILL -> the replacement process READY), from the processes' own logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from pipeline.audio import load_audio
+from tests.conftest import wait_until
+from tests.integration.harness import PipelineProcess, pid_alive, pipeline_config
+
+STAGES = ("capture", "vad", "transcribe_gpu", "transcribe_cpu", "sink")
+OUT = Path(__file__).resolve().parent / "out"
+
+
+@dataclass
+class Kill:
+    stage: str
+    pid: int
+    at_wall_s: float
+    recovered_s: float | None = None
+
+
+@dataclass
+class ChaosReport:
+    kills: list[Kill] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)       # utterance ids the VAD closed
+    published: list[str] = field(default_factory=list)    # finals received by a subscriber
+    non_speech: set[str] = field(default_factory=set)     # acknowledged, deliberately not published
+    exit_code: int | None = None
+    duration_s: float = 0.0
+
+    @property
+    def lost(self) -> list[str]:
+        return sorted(set(self.closed) - set(self.published) - self.non_speech)
+
+    @property
+    def duplicated(self) -> list[str]:
+        return sorted(u for u, n in Counter(self.published).items() if n > 1)
+
+    def recovery_ms(self, stage: str | None = None) -> list[float]:
+        return sorted(k.recovered_s * 1000 for k in self.kills
+                      if k.recovered_s is not None and (stage is None or k.stage == stage))
+
+    def summary(self) -> dict:
+        rows = {"all": self.recovery_ms(), **{s: self.recovery_ms(s) for s in STAGES}}
+        return {"kills": len(self.kills), "kills_by_stage": dict(Counter(k.stage for k in self.kills)),
+                "unrecovered": sum(k.recovered_s is None for k in self.kills),
+                "utterances_closed": len(set(self.closed)), "transcripts_published": len(set(self.published)),
+                "non_speech": len(self.non_speech), "lost": len(self.lost), "duplicated": len(self.duplicated),
+                "recovery_ms": {name: _percentiles(v) for name, v in rows.items() if v},
+                "exit_code": self.exit_code, "duration_s": round(self.duration_s, 1)}
+
+
+def _percentiles(values: list[float]) -> dict:
+    """Nearest-rank p95 (never below the median, even for a handful of values)."""
+    p95 = values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+    return {"p50": round(statistics.median(values)), "p95": round(p95), "max": round(values[-1]), "n": len(values)}
+
+
+def _wall(event: dict) -> float:
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
+
+
+def chaos_config(run_dir: Path, gpu_on_cpu: bool = True) -> dict:
+    """Defaults, except: never give up under deliberate kills, and a CPU-model "GPU" worker."""
+    cfg = pipeline_config(run_dir, supervisor={"restart": {"max_restarts": 100_000, "stable_after_s": 2.0}})
+    if gpu_on_cpu:
+        cfg["transcribe"] = {"gpu": {"device": "cpu"}}
+    return cfg
+
+
+def running_stages(pipeline: PipelineProcess) -> dict[str, int]:
+    """Stages whose current process has reported READY: those are fair game."""
+    up = {(e["stage_name"], e["pid"]) for e in pipeline.find("stage_up")}
+    return {name: pid for name, pid in pipeline.stage_pids().items() if (name, pid) in up and pid_alive(pid)}
+
+
+def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float, float] = (1.0, 3.0),
+              stages: tuple[str, ...] = STAGES, max_kills: int | None = None, seed: int = 0,
+              timeout_s: float = 3600) -> ChaosReport:
+    rng = random.Random(seed)
+    report = ChaosReport()
+    started = time.monotonic()
+    pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet")
+    try:
+        wait_until(lambda: set(stages) <= set(running_stages(pipeline)), 120, what="every stage up")
+        while pipeline.proc.poll() is None and time.monotonic() - started < timeout_s:
+            time.sleep(rng.uniform(*interval_s))  # the pace of the kills, not a synchronisation
+            targets = {s: p for s, p in running_stages(pipeline).items() if s in stages}
+            if not targets or (max_kills is not None and len(report.kills) >= max_kills):
+                continue
+            stage = rng.choice(sorted(targets))
+            try:
+                os.kill(targets[stage], signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            report.kills.append(Kill(stage, targets[stage], time.time()))
+        report.exit_code = pipeline.wait_exit(timeout_s=60)
+    finally:
+        pipeline.stop()
+    report.duration_s = time.monotonic() - started
+    (run_dir / "pipeline.log").write_text("".join(pipeline.stderr_lines))
+    _collect(pipeline, report)
+    return report
+
+
+def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
+    report.closed = [e["utt_id"] for e in pipeline.find("utterance_closed")]
+    report.published = [t.utt_id for t in pipeline.subscriber.transcripts()]
+    report.non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
+    ups = [e for e in pipeline.find("stage_up")]
+    for kill in report.kills:
+        later = [_wall(e) for e in ups if e["stage_name"] == kill.stage and e["pid"] != kill.pid
+                 and _wall(e) >= kill.at_wall_s]
+        kill.recovered_s = min(later) - kill.at_wall_s if later else None
+
+
+def build_recording(minutes: float, path: Path, pause_s: float = 1.0, seed: int = 0) -> int:
+    """Debian French prompts in a shuffled order, joined with pauses, until `minutes` long."""
+    from bench.corpus import ensure_installed, load_prompts
+
+    ensure_installed("fr")
+    prompts = load_prompts("fr")
+    random.Random(seed).shuffle(prompts)
+    pause = np.zeros(int(pause_s * 16000), dtype=np.float32)
+    parts, total, count = [pause], 0, 0
+    while total < minutes * 60 * 16000:
+        audio = load_audio(prompts[count % len(prompts)].path, 600)
+        parts += [audio, pause]
+        total += audio.size + pause.size
+        count += 1
+    soundfile.write(path, np.concatenate(parts), 16000, subtype="PCM_16")
+    return count
+
+
+def print_table(summary: dict) -> None:
+    print(f"kills {summary['kills']} {summary['kills_by_stage']}  unrecovered {summary['unrecovered']}")
+    print(f"utterances closed {summary['utterances_closed']}  published {summary['transcripts_published']}  "
+          f"non-speech {summary['non_speech']}  lost {summary['lost']}  duplicated {summary['duplicated']}")
+    print(f"{'recovery (ms)':16} {'p50':>6} {'p95':>6} {'max':>6} {'n':>4}")
+    for name, row in summary["recovery_ms"].items():
+        print(f"{name:16} {row['p50']:>6} {row['p95']:>6} {row['max']:>6} {row['n']:>4}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the speech recording")
+    parser.add_argument("--kills", type=int, default=100, help="stop killing after this many (the run goes on)")
+    parser.add_argument("--min-interval", type=float, default=1.0)
+    parser.add_argument("--max-interval", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="luxa-chaos-") as tmp:
+        run_dir = Path(tmp)
+        audio = run_dir / "speech.wav"
+        prompts = build_recording(args.minutes, audio, seed=args.seed)
+        print(f"chaos: {prompts} prompts, {args.minutes:g} min of French speech", flush=True)
+        report = run_chaos(audio, run_dir, chaos_config(run_dir), (args.min_interval, args.max_interval),
+                           max_kills=args.kills, seed=args.seed)
+    summary = report.summary()
+    print_table(summary)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "chaos.json").write_text(json.dumps({**summary, "lost_ids": report.lost,
+                                                "duplicated_ids": report.duplicated}, indent=1))
+    print(f"saved {OUT / 'chaos.json'}")
+
+
+if __name__ == "__main__":
+    main()
