@@ -3,7 +3,8 @@
     python -m bench.chaos --minutes 10 --kills 100
 
 Builds one long recording from the Debian French prompts (pauses between them), plays it as
-fast as the pipeline takes it, and SIGKILLs a random running stage every 1-3 s. The "GPU"
+fast as the pipeline takes it, and every 1-3 s SIGKILLs a running stage (each stage once per
+round, rounds in random order). The "GPU"
 worker runs the CPU model here (no GPU on these machines), so killing it exercises the
 supervisor's real GPU -> CPU switch and the switch back. Afterwards it reports utterances the
 VAD closed, transcripts published, lost and duplicated ones, and recovery time per kill
@@ -30,6 +31,7 @@ import numpy as np
 import soundfile
 
 from pipeline.audio import load_audio
+from pipeline.topology import WORKERS
 from tests.conftest import wait_until
 from tests.integration.harness import PipelineProcess, pid_alive, pipeline_config
 
@@ -42,7 +44,8 @@ class Kill:
     stage: str
     pid: int
     at_wall_s: float
-    recovered_s: float | None = None
+    recovered_s: float | None = None  # process: SIGKILL -> the replacement READY
+    service_s: float | None = None    # service: SIGKILL -> utterances flow again (a worker routed)
 
 
 @dataclass
@@ -62,17 +65,20 @@ class ChaosReport:
     def duplicated(self) -> list[str]:
         return sorted(u for u, n in Counter(self.published).items() if n > 1)
 
-    def recovery_ms(self, stage: str | None = None) -> list[float]:
-        return sorted(k.recovered_s * 1000 for k in self.kills
-                      if k.recovered_s is not None and (stage is None or k.stage == stage))
+    def recovery_ms(self, stage: str | None = None, kind: str = "recovered_s") -> list[float]:
+        values = [getattr(k, kind) for k in self.kills if stage is None or k.stage == stage]
+        return sorted(v * 1000 for v in values if v is not None)
 
     def summary(self) -> dict:
         rows = {"all": self.recovery_ms(), **{s: self.recovery_ms(s) for s in STAGES}}
+        service = {"all": self.recovery_ms(kind="service_s"),
+                   **{s: self.recovery_ms(s, "service_s") for s in STAGES}}
         return {"kills": len(self.kills), "kills_by_stage": dict(Counter(k.stage for k in self.kills)),
                 "unrecovered": sum(k.recovered_s is None for k in self.kills),
                 "utterances_closed": len(set(self.closed)), "transcripts_published": len(set(self.published)),
                 "non_speech": len(self.non_speech), "lost": len(self.lost), "duplicated": len(self.duplicated),
                 "recovery_ms": {name: _percentiles(v) for name, v in rows.items() if v},
+                "service_recovery_ms": {name: _percentiles(v) for name, v in service.items() if v},
                 "exit_code": self.exit_code, "duration_s": round(self.duration_s, 1)}
 
 
@@ -105,6 +111,7 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
               timeout_s: float = 3600) -> ChaosReport:
     rng = random.Random(seed)
     report = ChaosReport()
+    round_left: list[str] = []  # every stage once per round, in a random order
     started = time.monotonic()
     pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet")
     try:
@@ -114,7 +121,11 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
             targets = {s: p for s, p in running_stages(pipeline).items() if s in stages}
             if not targets or (max_kills is not None and len(report.kills) >= max_kills):
                 continue
-            stage = rng.choice(sorted(targets))
+            round_left = round_left or rng.sample(stages, len(stages))
+            stage = next((s for s in round_left if s in targets), None)
+            if stage is None:
+                continue
+            round_left.remove(stage)
             try:
                 os.kill(targets[stage], signal.SIGKILL)
             except ProcessLookupError:
@@ -133,11 +144,22 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     report.closed = [e["utt_id"] for e in pipeline.find("utterance_closed")]
     report.published = [t.utt_id for t in pipeline.subscriber.transcripts()]
     report.non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
-    ups = [e for e in pipeline.find("stage_up")]
+    ups = pipeline.find("stage_up")
+    switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
     for kill in report.kills:
         later = [_wall(e) for e in ups if e["stage_name"] == kill.stage and e["pid"] != kill.pid
                  and _wall(e) >= kill.at_wall_s]
         kill.recovered_s = min(later) - kill.at_wall_s if later else None
+        kill.service_s = _service_recovery(kill, switches) if kill.stage in WORKERS else kill.recovered_s
+
+
+def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> float | None:
+    """A killed standby worker interrupts nothing; a killed active one until a worker is routed again."""
+    before = [to for t, to in switches if t < kill.at_wall_s]
+    if not before or before[-1] != kill.stage:
+        return 0.0
+    routed = [t for t, to in switches if t >= kill.at_wall_s and to is not None]
+    return min(routed) - kill.at_wall_s if routed else None
 
 
 def build_recording(minutes: float, path: Path, pause_s: float = 1.0, seed: int = 0) -> int:
@@ -164,6 +186,9 @@ def print_table(summary: dict) -> None:
           f"non-speech {summary['non_speech']}  lost {summary['lost']}  duplicated {summary['duplicated']}")
     print(f"{'recovery (ms)':16} {'p50':>6} {'p95':>6} {'max':>6} {'n':>4}")
     for name, row in summary["recovery_ms"].items():
+        print(f"{name:16} {row['p50']:>6} {row['p95']:>6} {row['max']:>6} {row['n']:>4}")
+    print(f"{'service (ms)':16} {'p50':>6} {'p95':>6} {'max':>6} {'n':>4}   (worker kills: until a worker is routed again)")
+    for name, row in summary["service_recovery_ms"].items():
         print(f"{name:16} {row['p50']:>6} {row['p95']:>6} {row['max']:>6} {row['n']:>4}")
 
 

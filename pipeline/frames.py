@@ -8,6 +8,7 @@ own buffer frame, in field order. The registry is closed: no importlib, no pickl
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ import msgpack
 
 SCHEMA_VERSION = 1  # protocol version, not the package version
 MAX_HEADER_BYTES = 1 << 20
+UTT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # ids become file names and log lines: keep them tame
 MAX_BUFFER_BYTES = 64 << 20  # ~17 min of 16 kHz float32; utterances are capped far below
 
 
@@ -215,6 +217,8 @@ def _field_values(kind: str, header: dict, buffers: list[bytes]) -> dict:
         if not isinstance(value, types) or (types[0] is not bool and isinstance(value, bool)):
             raise FrameDecodeError(f"{kind}.{name}: expected {types[0].__name__}, got {type(value).__name__}")
         values[name] = list(value) if types[0] is list else value
+    if "utt_id" in values and not UTT_ID.fullmatch(values["utt_id"]):
+        raise FrameDecodeError(f"{kind}.utt_id: {values['utt_id'][:40]!r} is not 1-128 of [A-Za-z0-9._:-]")
     if header:
         raise FrameDecodeError(f"{kind}: unknown field(s) {sorted(map(str, header))}")
     if buffers:

@@ -26,6 +26,7 @@ from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_p
 
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
+CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND)
 
 
 class StageState(enum.Enum):
@@ -89,7 +90,7 @@ def control_ports(run_dir: Path) -> tuple[PortSpec, PortSpec]:
     """(stage -> supervisor, supervisor -> stages); the supervisor binds both."""
     up = PortSpec("pub", ipc_endpoint(run_dir, "control_up"), bind=False)
     down = PortSpec("sub", ipc_endpoint(run_dir, "control_down"), bind=False,
-                    subscribe=(frames.Route.KIND.encode(), frames.Stop.KIND.encode()))
+                    subscribe=tuple(k.encode() for k in CONTROL_KINDS), kinds=CONTROL_KINDS)
     return up, down
 
 
@@ -293,10 +294,17 @@ class StageRunner:
         yield from self._call(self.stage.begin_drain)
 
     def _decode(self, port: str, parts: list[bytes]) -> Frame | None:
-        """A bad frame is counted, logged and dropped: it never stops the stage."""
+        """A bad frame (or one this port does not take) is counted, logged and dropped: it never stops the stage."""
         try:
-            return frames.decode(parts)
+            frame = frames.decode(parts)
         except FrameDecodeError as err:
-            metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
-            self._log.warning("frame_malformed", port=port, reason=str(err))
-            return None
+            return self._malformed(port, str(err))
+        kinds = CONTROL_KINDS if port in ("_control_down", CONTROL) else getattr(self.stage.inputs.get(port), "kinds", ())
+        if kinds and frame.KIND not in kinds:
+            return self._malformed(port, f"unexpected frame kind {frame.KIND!r} (takes {', '.join(kinds)})")
+        return frame
+
+    def _malformed(self, port: str, reason: str) -> None:
+        metrics.FRAMES_MALFORMED.labels(self.stage.name, port).inc()
+        self._log.warning("frame_malformed", port=port, reason=reason)
+        return None

@@ -31,6 +31,8 @@ class PortSpec:
     """Outputs only: True = wait for the peer (backpressure); False = drop when nobody takes it."""
     hwm: int = 1000
     """Messages queued before backpressure (or dropping); 1 for partial work that goes stale."""
+    kinds: tuple[str, ...] = ()
+    """Inputs only: the frame kinds this port takes; anything else is counted as malformed."""
 
 
 def ipc_endpoint(run_dir: Path, name: str) -> str:

@@ -36,7 +36,7 @@ class SinkStage(Stage):
     name = "sink"
 
     def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False, join_s: float = 0.0) -> None:
-        self.inputs = {"results": PortSpec("pull", topology.results(run_dir), bind=True)}
+        self.inputs = {"results": PortSpec("pull", topology.results(run_dir), bind=True, kinds=("transcript",))}
         self.outputs = {"public": public,
                         "internal": PortSpec("pub", topology.events(run_dir), bind=True, blocking=False)}
         self.print_stdout = print_stdout

@@ -37,8 +37,9 @@ class TranscribeStage(Stage):
         self.name = worker
         self.cfg = cfg
         # Order is priority: a waiting final is always taken before a waiting partial.
-        self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False),
-                       "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1)}
+        self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False, kinds=("utterance",)),
+                       "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1,
+                                            kinds=("utterance",))}
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
         # The CPU fallback is the other worker's job: this process never loads a second chain.

@@ -28,6 +28,7 @@ from pipeline.segmenter import Segment, Segmenter
 from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transport import PortSpec
 
+MAX_CHUNK_S = 1  # capture sends 32 ms chunks; a bigger one is not from our capture stage
 EOS_KEY = "end-of-stream"  # spool entry: the source is done (survives a restart for Drained)
 
 
@@ -49,8 +50,9 @@ class VadStage(Stage):
         # Acks first (the runner serves inputs in this order): they are tiny, and a backlog of
         # audio in --fast mode must not starve them into needless re-sends.
         self.inputs = {
-            "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",)),
-            "audio": PortSpec("pull", topology.audio(run_dir), bind=True),
+            "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",), kinds=("ack",)),
+            "audio": PortSpec("pull", topology.audio(run_dir), bind=True,
+                              kinds=("audio_chunk", "capture_gap", "end_of_stream")),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
         # Partials: queue of one, dropped when the worker has not taken the previous one yet.
@@ -129,7 +131,8 @@ class VadStage(Stage):
 
     def _on_audio(self, chunk: frames.AudioChunk) -> list[Output]:
         self.last_seq = chunk.seq
-        if chunk.sample_rate_hz != self.rate or chunk.channels != 1 or len(chunk.pcm) % 4:
+        if (chunk.sample_rate_hz != self.rate or chunk.channels != 1 or len(chunk.pcm) % 4
+                or len(chunk.pcm) > MAX_CHUNK_S * self.rate * 4):
             metrics.BAD_INPUT.labels(self.name, "audio_format").inc()
             self.log.warning("audio_chunk_rejected", seq=chunk.seq, sample_rate_hz=chunk.sample_rate_hz,
                              channels=chunk.channels)

@@ -101,6 +101,19 @@ def test_cpu_worker_sigkilled_mid_stream_is_restarted_and_no_utterance_is_lost(r
         assert keyword_hits(keywords, heard) == 2, heard
 
 
+def test_sigstopped_worker_is_found_hung_by_its_heartbeat_replaced_and_its_work_resent(run_dir, start_pipeline):
+    pipeline = start_pipeline(pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}), "--source", str(AUDIO))
+    wait_until(lambda: pipeline.subscriber.transcripts(), 90, what="first transcript")
+    victim = pipeline.stage_pids()["transcribe_cpu"]
+    os.kill(victim, signal.SIGSTOP)  # alive, but silent: only the missing heartbeats tell
+    hung = pipeline.wait_event("stage_hung", stage_name="transcribe_cpu", timeout_s=30)
+    assert hung["reason"] == "heartbeat_missed" and hung["pid"] == victim
+    assert not pid_alive(victim)
+    assert pipeline.wait_exit() == 0, pipeline.log_tail()
+    ids = [t.utt_id for t in pipeline.subscriber.transcripts()]
+    assert len(ids) == 4 and len(set(ids)) == 4, pipeline.log_tail()
+
+
 def test_sigterm_stops_every_stage_and_sigkilled_supervisor_leaves_no_orphans(run_dir, start_pipeline):
     cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}})
     pipeline = start_pipeline(cfg, "--source", str(AUDIO))
