@@ -16,8 +16,8 @@ from pipeline import frames
 from pipeline.frames import Frame
 
 MAX_MESSAGE_BYTES = frames.MAX_BUFFER_BYTES + frames.MAX_HEADER_BYTES
-Pattern = Literal["push", "pull", "pub", "sub"]
-_ZMQ_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB}
+Pattern = Literal["push", "pull", "pub", "sub", "xpub"]
+_ZMQ_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB, "xpub": zmq.XPUB}
 
 
 @dataclass(frozen=True)
