@@ -144,9 +144,27 @@ def _is_loopback_tcp(endpoint: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
+class CurveConfig(_Strict):
+    """ZeroMQ CURVE for the public transcripts socket; files made by `python -m pipeline.keys DIR`."""
+    server_secret_key: str
+    """The sink's certificate with its secret key (`server.key_secret`)."""
+    authorized_clients_dir: str
+    """Public certificates (`*.key`) of the clients allowed to subscribe; anyone else is refused."""
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> CurveConfig:
+        if not Path(self.server_secret_key).expanduser().is_file():
+            raise ValueError(f"server_secret_key {self.server_secret_key!r} is not a file (python -m pipeline.keys DIR)")
+        if not Path(self.authorized_clients_dir).expanduser().is_dir():
+            raise ValueError(f"authorized_clients_dir {self.authorized_clients_dir!r} is not a directory")
+        return self
+
+
 class EndpointsConfig(_Strict):
     transcripts: str | None = None
     """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock."""
+    curve: CurveConfig | None = None
+    """Required to listen on anything but ipc:// or loopback tcp://; optional (and honoured) there."""
     subscriber_join_ms: int = Field(300, ge=0)
     """After (re)starting, the sink waits this long before publishing, so subscribers that were
     connected to its predecessor are back (ZeroMQ reconnects every 100 ms by default); what a
@@ -154,12 +172,12 @@ class EndpointsConfig(_Strict):
 
     @model_validator(mode="after")
     def _private_by_default(self) -> EndpointsConfig:
-        # Transcripts are what people said at home: nothing listens beyond this machine. Binding
-        # elsewhere would need ZeroMQ CURVE authentication, which this version does not provide.
+        # Transcripts are what people said at home: nothing listens beyond this machine unless
+        # every subscriber must prove it holds an authorized key (ZeroMQ CURVE).
         t = self.transcripts
-        if t and not (t.startswith("ipc://") or (t.startswith("tcp://") and _is_loopback_tcp(t))):
-            raise ValueError(f"transcripts endpoint {t!r} is not ipc:// or loopback tcp://; "
-                             "listening on other addresses needs CURVE authentication, not supported yet")
+        if t and not (t.startswith("ipc://") or (t.startswith("tcp://") and _is_loopback_tcp(t))) and not self.curve:
+            raise ValueError(f"transcripts endpoint {t!r} is not ipc:// or loopback tcp://; listening on other "
+                             "addresses needs CURVE authentication: set endpoints.curve (python -m pipeline.keys DIR)")
         return self
 
 

@@ -44,7 +44,9 @@ def transcripts(cfg: PipelineConfig, run_dir: Path) -> str:
 
 
 def public_port(cfg: PipelineConfig, run_dir: Path) -> PortSpec:
-    return PortSpec("pub", transcripts(cfg, run_dir), bind=True, blocking=False)
+    curve = cfg.endpoints.curve
+    return PortSpec("pub", transcripts(cfg, run_dir), bind=True, blocking=False,
+                    curve_server=(curve.server_secret_key, curve.authorized_clients_dir) if curve else None)
 
 
 def events(run_dir: Path) -> str:

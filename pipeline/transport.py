@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from pipeline import frames
 from pipeline.frames import Frame
@@ -33,6 +36,10 @@ class PortSpec:
     """Messages queued before backpressure (or dropping); 1 for partial work that goes stale."""
     kinds: tuple[str, ...] = ()
     """Inputs only: the frame kinds this port takes; anything else is counted as malformed."""
+    curve_server: tuple[str, str] | None = None
+    """(secret certificate file, authorized client certificates dir): only those clients connect."""
+    curve_client: tuple[str, str] | None = None
+    """(server public certificate file, own secret certificate file), to reach a CURVE server."""
 
 
 def ipc_endpoint(run_dir: Path, name: str) -> str:
@@ -45,6 +52,7 @@ class Transport:
     def __init__(self) -> None:
         self._ctx = zmq.Context()
         self._sockets: list[zmq.Socket] = []
+        self._auth: ThreadAuthenticator | None = None
 
     def open(self, spec: PortSpec) -> zmq.Socket:
         sock = self._ctx.socket(_ZMQ_TYPES[spec.pattern])
@@ -54,14 +62,31 @@ class Transport:
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         for topic in spec.subscribe:
             sock.setsockopt(zmq.SUBSCRIBE, topic)
+        if spec.curve_server:
+            self._curve_server(sock, *spec.curve_server)
+        if spec.curve_client:
+            server_public, _ = zmq.auth.load_certificate(spec.curve_client[0])
+            sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(spec.curve_client[1])
+            sock.curve_serverkey = server_public
         (sock.bind if spec.bind else sock.connect)(spec.endpoint)
         self._sockets.append(sock)
         return sock
+
+    def _curve_server(self, sock: zmq.Socket, secret_file: str, clients_dir: str) -> None:
+        """CURVE encryption plus a ZAP handler that admits only the listed client keys."""
+        if self._auth is None:
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(Path(clients_dir).expanduser()))
+        sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(str(Path(secret_file).expanduser()))
+        sock.curve_server = True
 
     def close(self) -> None:
         for sock in self._sockets:
             sock.close(linger=0)
         self._sockets.clear()
+        if self._auth is not None:
+            self._auth.stop()
         self._ctx.term()
 
 
@@ -87,6 +112,34 @@ def send(sock: zmq.Socket, frame: Frame, stage: str, timeout_ms: int | None = No
 def recv_parts(sock: zmq.Socket) -> list[bytes]:
     """One waiting multipart message (call after poll said it is readable)."""
     return sock.recv_multipart(flags=zmq.NOBLOCK)
+
+
+def generate_certificates(directory: Path, name: str) -> tuple[Path, Path]:
+    """A CURVE key pair as ZeroMQ certificate files: (public `.key`, secret `.key_secret`)."""
+    public, secret = zmq.auth.create_certificates(str(directory), name)
+    return Path(public), Path(secret)
+
+
+class HandshakeWatch:
+    """Records what happened to a connecting socket's handshakes (tests: proof of refusal)."""
+
+    NAMES = {zmq.EVENT_HANDSHAKE_SUCCEEDED: "succeeded", zmq.EVENT_HANDSHAKE_FAILED_AUTH: "failed_auth",
+             zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed_protocol",
+             zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed_no_detail"}
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self._monitor = sock.get_monitor_socket()
+        self.events: list[str] = []
+
+    def poll(self) -> list[str]:
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event in self.NAMES:
+                self.events.append(self.NAMES[event])
+        return self.events
+
+    def close(self) -> None:
+        self._monitor.close(linger=0)
 
 
 def send_raw(sock: zmq.Socket, parts: list[bytes]) -> None:

@@ -27,8 +27,8 @@ def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
     ({"audio": {"sample_rate_hz": 44100}}, "audio: Value error, sample_rate_hz must be one of"),
     ({"transcribe": {"cpu": {"device": "tpu"}}}, "transcribe.cpu.device: Input should be 'cuda' or 'cpu'"),
     ({"transcribe": {"gpu": {"models": []}}}, "transcribe.gpu.models: List should have at least 1 item"),
-    ({"endpoints": {"transcripts": "tcp://0.0.0.0:5555"}}, "needs CURVE authentication"),
-    ({"endpoints": {"transcripts": "tcp://192.168.1.5:5555"}}, "needs CURVE authentication"),
+    ({"endpoints": {"transcripts": "tcp://0.0.0.0:5555"}}, "needs CURVE authentication: set endpoints.curve"),
+    ({"endpoints": {"transcripts": "tcp://192.168.1.5:5555"}}, "needs CURVE authentication: set endpoints.curve"),
     ({"metrics": {"host": "0.0.0.0"}}, "metrics.host: Input should be '127.0.0.1'"),
 ])
 def test_bad_values_name_the_key_and_the_reason(tmp_path, data, message):
