@@ -110,6 +110,8 @@ class TranscribeConfig(_Strict):
 class ModelsConfig(_Strict):
     cache_dir: str | None = None
     """Where `base` is assembled from its PyPI parts; None = ~/.cache/luxa-stt/models."""
+    allowed_dirs: list[str] = Field(default_factory=list)
+    """Directories a model chain entry may point into, besides cache_dir; any other path is refused."""
 
 
 class RestartConfig(_Strict):
@@ -204,6 +206,19 @@ class PipelineConfig(_Strict):
     endpoints: EndpointsConfig = EndpointsConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
+
+    @model_validator(mode="after")
+    def _models_confined(self) -> PipelineConfig:
+        """A chain entry is a registered name or a directory inside the configured model dirs."""
+        from pipeline.models import REGISTRY  # a leaf module; imported here to keep config first
+
+        roots = [self.models_cache_dir().resolve(), *(Path(d).expanduser().resolve() for d in self.models.allowed_dirs)]
+        for worker in ("gpu", "cpu"):
+            for name in getattr(self.transcribe, worker).models:
+                if name not in REGISTRY and not any(Path(name).expanduser().resolve().is_relative_to(r) for r in roots):
+                    raise ValueError(f"transcribe.{worker}.models: {name!r} is neither a registered model "
+                                     f"({', '.join(REGISTRY)}) nor inside models.cache_dir or models.allowed_dirs")
+        return self
 
     def resolved_run_dir(self) -> Path:
         if self.run_dir:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, PipelineConfig, load_config
+from pipeline.config import ConfigError, PipelineConfig, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,3 +65,14 @@ def test_supervisor_refuses_a_bad_key_before_starting_any_stage(tmp_path):
 def test_loopback_tcp_and_ipc_endpoints_are_accepted():
     for endpoint in ("tcp://127.0.0.1:5555", "tcp://localhost:5555", "ipc:///tmp/x.sock"):
         assert PipelineConfig.model_validate({"endpoints": {"transcripts": endpoint}})
+
+
+def test_model_paths_outside_the_configured_dirs_are_refused(tmp_path):
+    outside = {"transcribe": {"cpu": {"models": ["/etc/../tmp/not-allowed", "base"]}}}
+    with pytest.raises(ConfigError, match="neither a registered model"):
+        parse_config({"models": {"cache_dir": str(tmp_path / "cache")}, **outside})
+    with pytest.raises(ConfigError, match="neither a registered model"):  # no escaping with ..
+        parse_config({"models": {"allowed_dirs": [str(tmp_path)]},
+                      "transcribe": {"cpu": {"models": [str(tmp_path / ".." / "elsewhere")]}}})
+    ok = parse_config({"models": {"allowed_dirs": [str(tmp_path)]}, "transcribe": {"cpu": {"models": [str(tmp_path / "m")]}}})
+    assert ok.transcribe.cpu.models == [str(tmp_path / "m")]
