@@ -7,8 +7,9 @@ fast as the pipeline takes it, and every 1-3 s SIGKILLs a running stage (each st
 round, rounds in random order). The "GPU"
 worker runs the CPU model here (no GPU on these machines), so killing it exercises the
 supervisor's real GPU -> CPU switch and the switch back. Afterwards it reports utterances the
-VAD closed, transcripts published, lost and duplicated ones, and recovery time per kill
-(SIGKILL -> the replacement process READY), from the processes' own logs.
+VAD closed, transcripts published, lost and duplicated ones, and recovery time per kill, from the
+processes' own logs: process (SIGKILL -> the replacement READY) and service (for a worker: until
+a worker is routed again; killing the standby interrupts nothing).
 """
 
 from __future__ import annotations
