@@ -108,7 +108,7 @@ def test_sigstopped_worker_is_found_hung_by_its_heartbeat_replaced_and_its_work_
     os.kill(victim, signal.SIGSTOP)  # alive, but silent: only the missing heartbeats tell
     hung = pipeline.wait_event("stage_hung", stage_name="transcribe_cpu", timeout_s=30)
     assert hung["reason"] == "heartbeat_missed" and hung["pid"] == victim
-    assert not pid_alive(victim)
+    wait_until(lambda: not pid_alive(victim), 10, what="the hung worker to be killed")
     assert pipeline.wait_exit() == 0, pipeline.log_tail()
     ids = [t.utt_id for t in pipeline.subscriber.transcripts()]
     assert len(ids) == 4 and len(set(ids)) == 4, pipeline.log_tail()
