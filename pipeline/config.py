@@ -66,6 +66,10 @@ class VadConfig(_Strict):
     """While speech goes on, send the utterance so far for interim text this often (ms); 0 = off."""
     partial_min_ms: int = Field(600, ge=0)
     """No interim text for utterances shorter than this (ms)."""
+    speculate_after_ms: int = Field(120, ge=0)
+    """After this much silence in an open utterance, send it to the worker for a final-quality decode
+    ahead of time; if only silence follows until the utterance closes, that answer is the final,
+    ready when the VAD closes it (min_silence_ms later). 0 = off; so is anything >= min_silence_ms."""
 
 
 class WorkerConfig(_Strict):

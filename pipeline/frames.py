@@ -65,6 +65,8 @@ class Utterance:
     sample_rate_hz: int
     pcm: bytes = field(repr=False)
     is_partial: bool = False   # the utterance so far, still open: decode fast, never retry
+    speculative: bool = False  # speech just paused: decode as a final, keep the answer, publish nothing
+    speculated_samples: int = 0  # on a final: only silence followed the speculative copy of this length
 
 
 @dataclass(frozen=True, slots=True)

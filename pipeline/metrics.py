@@ -36,6 +36,7 @@ LAST_SUCCESS = Gauge("stt_engine_last_success_timestamp_seconds", "When the engi
                      ["device"], multiprocess_mode="livemax")
 MODELS_LOADED = Gauge("stt_models_loaded", "Models loaded in a worker", ["stage"], multiprocess_mode="livemax")
 PUBLISHED = Counter("stt_transcripts_published_total", "Transcripts published on the transcript topic", ["stage"])
+SPECULATION = Counter("stt_speculation_total", "Final-quality decodes during the closing silence: decoded, used", ["stage", "outcome"])
 PARTIALS_PUBLISHED = Counter("stt_partials_published_total", "Interim transcripts published", ["stage"])
 DUPLICATES = Counter("stt_transcripts_duplicate_total", "Duplicate transcripts dropped by the sink", ["stage"])
 NON_SPEECH = Counter("stt_non_speech_total", "Utterances judged not speech (nothing published)", ["stage"])

@@ -46,6 +46,10 @@ class Segmenter:
     def in_trailing_silence(self) -> bool:
         return self._silence_samples > 0
 
+    @property
+    def trailing_silence_ms(self) -> float:
+        return self._silence_samples * 1000 / self.rate
+
     def open_audio(self) -> np.ndarray:
         """The open utterance so far (for interim transcripts)."""
         return np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)

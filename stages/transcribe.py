@@ -29,6 +29,7 @@ from pipeline.stt import RobustSTTManager
 from pipeline.transport import PortSpec
 
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
+SPECULATED_KEPT = 8  # speculative answers waiting for their final (one per open utterance in practice)
 
 
 class TranscribeStage(Stage):
@@ -41,6 +42,7 @@ class TranscribeStage(Stage):
                        "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1,
                                             kinds=("utterance",))}
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
+        self._speculated: OrderedDict[str, tuple[int, dict]] = OrderedDict()  # utt_id -> (samples, result)
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
         # The CPU fallback is the other worker's job: this process never loads a second chain.
         self.manager = manager or RobustSTTManager(cfg, device=worker_cfg.device, cpu_fallback=False,
@@ -65,23 +67,46 @@ class TranscribeStage(Stage):
             return []
         if frame.is_partial:
             return self._partial(frame)
+        if frame.speculative:
+            return self._speculate(frame)
         if frame.utt_id in self._recent:
             # Re-sent after a sink or VAD restart: the answer is already known, no second decode.
             metrics.FRAMES_DROPPED.labels(self.name, "answered_again").inc()
             return [("results", self._recent[frame.utt_id])]
-        log = self.log.bind(utt_id=frame.utt_id)
         try:
-            result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz)
-        except AudioInputError as err:
-            log.warning("utterance_rejected", reason=err.reason, error=str(err))
+            result, ahead = self._final_result(frame)
+        except AudioInputError:  # counted and logged (once) by the manager
             return [("results", self._remember(_empty(frame, self.name, self.manager.engine.device)))]
         except NoModelError as err:
             self._give_up(str(err))
-        log.info("utterance_transcribed", model=result["model_used"], audio_s=round(result["metrics"]["audio_duration"], 3),
-                 inference_s=round(result["processing_time"], 3), rtf=round(result["metrics"]["rtf"], 3),
-                 queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result["processing_time"]), 3),
-                 non_speech=result["non_speech_reason"])
+        self.log.info("utterance_transcribed", utt_id=frame.utt_id, model=result["model_used"], speculated=ahead,
+                      audio_s=round(result["metrics"]["audio_duration"], 3),
+                      inference_s=round(result["processing_time"], 3), rtf=round(result["metrics"]["rtf"], 3),
+                      queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result["processing_time"]), 3),
+                      non_speech=result["non_speech_reason"])
         return [("results", self._remember(self._transcript(frame, result)))]
+
+    def _final_result(self, frame: frames.Utterance) -> tuple[dict, bool]:
+        """(result, whether it was decoded ahead, during the closing silence)."""
+        ahead = self._speculated.pop(frame.utt_id, None)
+        if ahead is not None and frame.speculated_samples and ahead[0] == frame.speculated_samples:
+            metrics.SPECULATION.labels(self.name, "used").inc()
+            return ahead[1], True  # only silence followed the speculative copy: its answer stands
+        return self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz), False
+
+    def _speculate(self, frame: frames.Utterance) -> list[Output]:
+        """A final-quality decode while the closing silence runs; kept for the final, never sent."""
+        if frame.utt_id in self._recent:
+            return []
+        try:
+            result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz)
+        except (AudioInputError, NoModelError):
+            return []  # the final will be decoded (and its error handled) the usual way
+        self._speculated[frame.utt_id] = (len(frame.pcm) // 4, result)
+        while len(self._speculated) > SPECULATED_KEPT:
+            self._speculated.popitem(last=False)
+        metrics.SPECULATION.labels(self.name, "decoded").inc()
+        return []
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""
@@ -91,7 +116,9 @@ class TranscribeStage(Stage):
         try:
             result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz,
                                                  partial=True)
-        except (AudioInputError, NoModelError) as err:
+        except AudioInputError:  # counted and logged (once) by the manager
+            return []
+        except NoModelError as err:
             self.log.warning("partial_dropped", utt_id=frame.utt_id, error=str(err))
             return []
         return [("results", self._transcript(frame, result))] if result["is_speech"] else []

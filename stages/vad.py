@@ -70,6 +70,7 @@ class VadStage(Stage):
         self._closed = 0                    # utterances emitted
         self._open_id: str | None = None    # id of the utterance being spoken, minted at its first partial
         self._since_partial = 0             # samples since the last partial
+        self._spec_samples = 0              # length of the speculative copy sent in this silence, 0 = none
         self._eos = False
         self._drained_sent = False
         self._last_audio_seq = 0
@@ -152,7 +153,7 @@ class VadStage(Stage):
             closed = self._segmenter.push(window, prob)
             if not closed and not self._segmenter.is_open:
                 self._open_id = None  # a burst dropped as too short keeps no id
-            out += self._emit(closed)
+            out += self._emit(closed) + self._maybe_speculate()
             self._since_partial += window.size
         return out + self._maybe_partial()
 
@@ -168,6 +169,23 @@ class VadStage(Stage):
         partial = frames.Utterance(self._open_id, start_s, start_s + seg.open_samples / self.rate, time.time(),
                                    self.rate, seg.open_audio().tobytes(), is_partial=True)
         return [(f"partial_{self._active}", partial)]
+
+    def _maybe_speculate(self) -> list[Output]:
+        """Speech paused long enough that it may be the end: let the worker decode it now."""
+        seg = self._segmenter
+        if not seg.is_open or not seg.in_trailing_silence:
+            self._spec_samples = 0  # speech resumed: an earlier speculative copy no longer stands
+            return []
+        if (not self.cfg.speculate_after_ms or self._spec_samples or self._active is None
+                or seg.trailing_silence_ms < self.cfg.speculate_after_ms):
+            return []
+        self._open_id = self._open_id or self._mint_id()
+        audio = seg.open_audio()
+        self._spec_samples = audio.size
+        start_s = seg.open_start / self.rate
+        spec = frames.Utterance(self._open_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
+                                audio.tobytes(), speculative=True)
+        return [(self._active, spec)]
 
     def _mint_id(self) -> str:
         self._count += 1
@@ -191,9 +209,10 @@ class VadStage(Stage):
         out = []
         for seg in segments:
             utt_id, self._open_id, self._since_partial = self._open_id or self._mint_id(), None, 0
+            speculated, self._spec_samples = (self._spec_samples if seg.reason == "silence" else 0), 0
             self._closed += 1
-            utt = frames.Utterance(utt_id, seg.start_sample / self.rate,
-                                   seg.end_sample / self.rate, time.time(), self.rate, seg.pcm.tobytes())
+            utt = frames.Utterance(utt_id, seg.start_sample / self.rate, seg.end_sample / self.rate, time.time(),
+                                   self.rate, seg.pcm.tobytes(), speculated_samples=speculated)
             self._spool.put(utt.utt_id, frames.to_bytes(utt, self.name))  # before anything says it exists
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),

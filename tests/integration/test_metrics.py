@@ -48,8 +48,9 @@ def make_broken_model(folder: Path) -> Path:
 
 def test_scrape_after_real_speech_and_a_broken_first_model(run_dir, start_pipeline, tmp_path):
     broken = make_broken_model(tmp_path / "broken-model")
+    # No speculative decodes: the exact counts below assume one decode per utterance.
     cfg = pipeline_config(run_dir, transcribe={"cpu": {"models": [str(broken), "base"]}},
-                          models={"allowed_dirs": [str(tmp_path)]})
+                          models={"allowed_dirs": [str(tmp_path)]}, vad={"speculate_after_ms": 0})
     pipeline = start_pipeline(cfg, "--source", str(AUDIO), "--fast", "--keep-running")
     pipeline.wait_event("source_drained", timeout_s=120)
     url = pipeline.find("metrics_serving")[0]["url"].rsplit("/", 1)[0]

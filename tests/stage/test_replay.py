@@ -31,7 +31,8 @@ def summarise(port: str, frame) -> dict:
     """Key fields only: ids minted per run and timings are not part of the contract."""
     row = {"port": port, "kind": frame.KIND}
     if frame.KIND == "utterance":
-        row.update(duration_s=round(frame.end_s - frame.start_s, 1), is_partial=frame.is_partial)
+        row.update(duration_s=round(frame.end_s - frame.start_s, 1), is_partial=frame.is_partial,
+                   speculative=frame.speculative, speculated=frame.speculated_samples > 0)
     elif frame.KIND == "transcript":
         row.update(text=normalise(frame.text), model_used=frame.model_used, is_speech=frame.is_speech)
     elif frame.KIND in ("ack", "drained"):
@@ -49,10 +50,13 @@ def check_golden(name: str, rows: list[dict], update: bool) -> None:
 def test_vad_cuts_one_utterance_from_recorded_capture(tmp_path, update_golden):
     out, _ = run_stage("vad", RECORDINGS / "issue2_vad_in.msgpack", tmp_path / "out.msgpack")
     rows = [summarise(p, f) for p, f in out]
-    # Interim audio every 400 ms while speech goes on, then the final one; no sink acknowledges it,
-    # so the VAD never reports itself drained.
-    assert [(r["port"], r["is_partial"]) for r in rows][-1] == ("transcribe_cpu", False)
-    assert all(r["port"] == "partial_transcribe_cpu" and r["is_partial"] for r in rows[:-1]) and len(rows) > 1
+    # Interim audio every 400 ms while speech goes on, a speculative copy when speech pauses, then the
+    # final one; no sink acknowledges it, so the VAD never reports itself drained.
+    final = rows[-1]
+    assert (final["port"], final["is_partial"], final["speculative"]) == ("transcribe_cpu", False, False)
+    interim = [(r["port"], r["is_partial"], r["speculative"]) for r in rows[:-1]]
+    assert set(interim) == {("partial_transcribe_cpu", True, False), ("transcribe_cpu", False, True)}
+    assert final["speculated"]  # the last pause was the end: its speculative copy stands
     assert len({f.utt_id for _, f in out}) == 1
     check_golden("issue2_vad_out", rows, update_golden)
 
