@@ -233,31 +233,37 @@ def fuzz_port(stage: LoneStage, stage_name: str, sock, port: str, kinds: tuple[s
             "handled": int(stage.handled(stage_name) - handled_before), "same_pid": stage.proc.poll() is None}
 
 
-def fuzz_stages(root: Path, examples: int) -> list[dict]:
+FUZZED_STAGES = ("sink", "vad", "transcribe")
+
+
+def fuzz_stages(root: Path, examples: int, only: tuple[str, ...] = FUZZED_STAGES) -> list[dict]:
     """Every input socket of every stage (control on the sink: one runner serves it for all)."""
     rows = []
-    sink = LoneStage(root / "s", "sink")
-    try:
-        results = sink.peer(PortSpec("push", topology.results(sink.run_dir), bind=False))
-        rows.append(fuzz_port(sink, "sink", results, "results", ("transcript",), examples))
-        sink.wait_subscribed(len(CONTROL_KINDS))
-        rows.append(fuzz_port(sink, "sink", sink.down, "_control_down", CONTROL_KINDS, examples, avoid=("stop",),
-                              topics=tuple(k.encode() for k in CONTROL_KINDS)))
-    finally:
-        sink.close()
-    vad = LoneStage(root / "v", "vad", config={"vad": {"max_pending": 10**6, "partial_interval_ms": 0}})
-    try:
-        audio = vad.peer(PortSpec("push", topology.audio(vad.run_dir), bind=False))
-        rows.append(fuzz_port(vad, "vad", audio, "audio", ("audio_chunk", "capture_gap", "end_of_stream"), examples))
-    finally:
-        vad.close()
-    worker = LoneStage(root / "w", "transcribe", "--worker", "transcribe_cpu")
-    try:
-        for port, endpoint in (("utterances", topology.utterances), ("partials", topology.partials)):
-            sock = worker.peer(PortSpec("push", endpoint(worker.run_dir, "transcribe_cpu"), bind=True))
-            rows.append(fuzz_port(worker, "transcribe_cpu", sock, port, ("utterance",), examples))
-    finally:
-        worker.close()
+    if "sink" in only:
+        sink = LoneStage(root / "s", "sink")
+        try:
+            results = sink.peer(PortSpec("push", topology.results(sink.run_dir), bind=False))
+            rows.append(fuzz_port(sink, "sink", results, "results", ("transcript",), examples))
+            sink.wait_subscribed(len(CONTROL_KINDS))
+            rows.append(fuzz_port(sink, "sink", sink.down, "_control_down", CONTROL_KINDS, examples, avoid=("stop",),
+                                  topics=tuple(k.encode() for k in CONTROL_KINDS)))
+        finally:
+            sink.close()
+    if "vad" in only:
+        vad = LoneStage(root / "v", "vad", config={"vad": {"max_pending": 10**6, "partial_interval_ms": 0}})
+        try:
+            audio = vad.peer(PortSpec("push", topology.audio(vad.run_dir), bind=False))
+            rows.append(fuzz_port(vad, "vad", audio, "audio", ("audio_chunk", "capture_gap", "end_of_stream"), examples))
+        finally:
+            vad.close()
+    if "transcribe" in only:
+        worker = LoneStage(root / "w", "transcribe", "--worker", "transcribe_cpu")
+        try:
+            for port, endpoint in (("utterances", topology.utterances), ("partials", topology.partials)):
+                sock = worker.peer(PortSpec("push", endpoint(worker.run_dir, "transcribe_cpu"), bind=True))
+                rows.append(fuzz_port(worker, "transcribe_cpu", sock, port, ("utterance",), examples, timeout_s=7200))
+        finally:
+            worker.close()
     return rows
 
 
@@ -334,11 +340,12 @@ def _bad_input_total(metrics, stage: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=10_000, help="hostile messages per stage socket")
-    parser.add_argument("--files", type=int, default=1_000, help="hostile audio files")
+    parser.add_argument("--files", type=int, default=1_000, help="hostile audio files (0: none)")
+    parser.add_argument("--stages", default=",".join(FUZZED_STAGES), help="which stages' sockets to fuzz")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="luxa-fz-") as tmp:
-        rows = fuzz_stages(Path(tmp), args.frames)
-        audio = fuzz_audio(args.files, Path(tmp))
+        rows = fuzz_stages(Path(tmp), args.frames, tuple(args.stages.split(",")))
+        audio = fuzz_audio(args.files, Path(tmp)) if args.files else {}
     for row in rows:
         print(json.dumps(row))
     print(json.dumps({"audio_files": audio}))
