@@ -1,9 +1,11 @@
-"""The pipeline part of the benchmark: `supervisor.py --source` at real-time pace, measured from outside."""
+"""The pipeline part of the benchmark: `supervisor.py --source` at real-time pace, measured from outside.
+
+The prompts play as one stream with a second of silence between them, as a microphone would hear
+someone say them: each utterance is closed by the VAD's silence rule, not by the end of a file."""
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import statistics
 import tempfile
@@ -11,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import soundfile
 import yaml
 
 from bench.wer import corpus_wer
@@ -18,7 +22,7 @@ from pipeline.audio import load_audio
 from tests.conftest import wait_until
 from tests.integration.harness import PipelineProcess, pid_alive
 
-FRAME = 512
+PAUSE_S = 1.0  # silence between prompts: utterances end the way they do at a microphone, by silence
 
 
 def rss_mib(pid: int) -> float:
@@ -40,18 +44,18 @@ def _ready(url: str) -> bool:
 def run_pipeline(prompts: list, config_path: Path) -> dict:
     """Plays the prompts through the real pipeline; latencies, WER per prompt, RSS, start-up."""
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-bench-"))
-    folder = run_dir / "audio"
-    folder.mkdir()
-    offsets = []  # (start_s in the capture stream, prompt), files play in name order
-    position = 0
-    for i, prompt in enumerate(prompts):
-        shutil.copy(prompt.path, folder / f"{i:04d}-{prompt.name.replace('/', '_')}.wav")
-        offsets.append((position * FRAME / 16000, prompt))
-        position += math.ceil(load_audio(prompt.path, 600).size / FRAME)
+    stream = run_dir / "prompts.wav"
+    offsets = []  # (start_s in the capture stream, prompt)
+    pause = np.zeros(int(PAUSE_S * 16000), dtype=np.float32)
+    parts = [pause]
+    for prompt in prompts:
+        offsets.append((sum(p.size for p in parts) / 16000, prompt))
+        parts += [load_audio(prompt.path, 600), pause]
+    soundfile.write(stream, np.concatenate(parts), 16000, subtype="PCM_16")
     cfg = yaml.safe_load(config_path.read_text()) or {}
     cfg.update(run_dir=str(run_dir), metrics={"port": 0})
     started = time.monotonic()
-    pipeline = PipelineProcess(run_dir, cfg, "--source", str(folder), "--quiet")
+    pipeline = PipelineProcess(run_dir, cfg, "--source", str(stream), "--quiet")
     try:
         url = pipeline.metrics_url()
         wait_until(lambda: _ready(url), 120, what="pipeline ready")
@@ -70,7 +74,8 @@ def run_pipeline(prompts: list, config_path: Path) -> dict:
     latencies = [received[t.utt_id] - t.t_closed_wall_s for t in finals]
     by_prompt: dict[str, list[str]] = {p.name: [] for p in prompts}
     for t in finals:
-        owner = max((o for o in offsets if o[0] <= t.start_s + 1e-6), key=lambda o: o[0])[1]
+        # The VAD's pre-roll (250 ms) may start an utterance slightly before its prompt.
+        owner = max((o for o in offsets if o[0] <= t.start_s + PAUSE_S / 2), key=lambda o: o[0])[1]
         by_prompt[owner.name].append(t.text)
     shutil.rmtree(run_dir, ignore_errors=True)
     pairs = [(p.text, " ".join(by_prompt[p.name])) for p in prompts]

@@ -209,7 +209,8 @@ class VadStage(Stage):
         out = []
         for seg in segments:
             utt_id, self._open_id, self._since_partial = self._open_id or self._mint_id(), None, 0
-            speculated, self._spec_samples = (self._spec_samples if seg.reason == "silence" else 0), 0
+            # _spec_samples is reset whenever speech resumes: if still set, only silence followed it.
+            speculated, self._spec_samples = self._spec_samples, 0
             self._closed += 1
             utt = frames.Utterance(utt_id, seg.start_sample / self.rate, seg.end_sample / self.rate, time.time(),
                                    self.rate, seg.pcm.tobytes(), speculated_samples=speculated)
