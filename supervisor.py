@@ -22,7 +22,7 @@ from pipeline.durable import clear_state
 from pipeline.exitcodes import ExitCode, describe
 from pipeline.logs import configure_logging, get_logger
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active
-from pipeline.procs import StageProcess, child_env, kill, stage_command, stop_all
+from pipeline.procs import StageProcess, child_env, kill, rss_mib, stage_command, stop_all
 from pipeline.testmode import TEST_RECORDING, TestModeCheck
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
@@ -140,9 +140,10 @@ class Supervisor:
                     proc.spawn(self.env, now)
                     self.log.info("stage_spawned", stage_name=proc.name, pid=proc.pid, restarts=proc.restarts)
                 continue
-            reason = self._hang_reason(proc, now)
+            reason = self._hang_reason(proc, now) or self._memory_reason(proc)
             if reason:
-                self.log.error("stage_hung", stage_name=proc.name, pid=proc.pid, reason=reason)
+                event = "stage_over_memory" if reason == "memory_limit" else "stage_hung"
+                self.log.error(event, stage_name=proc.name, pid=proc.pid, reason=reason)
                 kill(proc)
                 self._on_failure(proc, None, reason, now)
         self._update_route()
@@ -155,6 +156,10 @@ class Supervisor:
         if proc.busy_since_ns and time.monotonic_ns() - proc.busy_since_ns > self.sup.max_busy_s * 1e9:
             return "busy_too_long"
         return None
+
+    def _memory_reason(self, proc: StageProcess) -> str | None:
+        limit = self.sup.max_rss_mb.get(proc.name)
+        return "memory_limit" if limit and proc.pid and rss_mib(proc.pid) > limit else None
 
     def _on_failure(self, proc: StageProcess, code: int | None, reason: str, now: float) -> None:
         proc.state = "down"

@@ -19,18 +19,11 @@ import yaml
 
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
+from pipeline.procs import rss_mib
 from tests.conftest import wait_until
 from tests.integration.harness import PipelineProcess, pid_alive
 
 PAUSE_S = 1.0  # silence between prompts: utterances end the way they do at a microphone, by silence
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _ready(url: str) -> bool:

@@ -46,6 +46,18 @@ class StageProcess:
         self.busy_since_ns, self.start_at, self.ready_reported = 0, None, False
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (MiB), from /proc; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def stage_command(module: str, *extra: str) -> list[str]:
     """`python -m stages.<module>` so that ps and top show which process is which."""
     return [sys.executable, "-m", f"stages.{module}", *extra]
