@@ -24,6 +24,8 @@ from pipeline.config import PipelineConfig, TranscribeConfig
 from pipeline.engine import Engine, NoModelError, Result, whisper_factory
 from pipeline.logs import get_logger
 
+MIN_AUDIO_S = 0.1  # shorter than any word: answered as non-speech without running the model
+
 DeviceChoice = Literal["auto", "cuda", "cpu"]
 
 
@@ -98,6 +100,9 @@ class RobustSTTManager:
             metrics.BAD_INPUT.labels(self.name, err.reason).inc()
             self.log.warning("audio_rejected", reason=err.reason, error=str(err))
             raise
+        if samples.size < MIN_AUDIO_S * 16000:
+            # Found by fuzzing: Whisper on a few ms of audio loops to its length cap (seconds of work).
+            return self._as_dict(Result("", [], language, "", self.engine.device, samples.size / 16000, 0.0, "too_short"))
         if self.vad_manager is not None and not self.vad_manager.has_speech(samples):
             return self._as_dict(Result("", [], language, "", self.engine.device, samples.size / 16000, 0.0, "vad"))
         result = self._transcribe(samples, language, partial)

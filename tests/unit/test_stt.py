@@ -140,3 +140,14 @@ def test_model_failing_its_warm_up_is_dropped_from_the_chain():
 
 def test_partial_gpu_section_still_means_cuda():
     assert TranscribeConfig.model_validate({"gpu": {"models": ["x"]}}).gpu.device == "cuda"
+
+
+def test_audio_shorter_than_any_word_is_non_speech_without_running_the_model():
+    # Found by the fuzzer: Whisper on 26 ms of audio loops to its length cap, seconds of work.
+    model = FakeWhisper("hallucination")
+    m = manager({"cpu-a": model})
+    run(m.initialize())
+    calls = model.calls  # the warm-up's
+    result = run(m.transcribe_audio(np.zeros(400, dtype=np.float32)))
+    assert result["is_speech"] is False and result["non_speech_reason"] == "too_short" and result["text"] == ""
+    assert model.calls == calls
