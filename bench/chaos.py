@@ -57,7 +57,6 @@ class ChaosReport:
     non_speech: set[str] = field(default_factory=set)     # acknowledged, deliberately not published
     exit_code: int | None = None
     duration_s: float = 0.0
-    ended_wall_s: float = 0.0
 
     @property
     def lost(self) -> list[str]:
@@ -134,7 +133,6 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
                 continue
             report.kills.append(Kill(stage, targets[stage], time.time()))
         report.exit_code = pipeline.wait_exit(timeout_s=60)
-        report.ended_wall_s = time.time()
     finally:
         pipeline.stop()
     report.duration_s = time.monotonic() - started

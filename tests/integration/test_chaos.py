@@ -28,6 +28,6 @@ def test_random_sigkills_lose_and_duplicate_no_utterance(run_dir):
     assert summary["kills"] >= len(STAGES) and set(summary["kills_by_stage"]) == set(STAGES), summary
     assert summary["utterances_closed"] >= 3 * REPEATS, summary  # a VAD kill loses only the open one
     assert report.lost == [] and report.duplicated == [], summary
-    # Every stage came back, except one killed so close to the end that the run finished first.
-    early = [k for k in report.kills if k.at_wall_s < report.ended_wall_s - 10]
-    assert early and all(k.recovered_s is not None for k in early), summary
+    # Only READY processes are killed, so a stage killed twice came back in between; the last
+    # kill of a stage may go unanswered when the run ends first.
+    assert min(summary["kills_by_stage"].values()) >= 2, summary
