@@ -260,7 +260,7 @@ def prepare_run_dir(cfg: PipelineConfig) -> Path:
     os.chmod(run_dir, 0o700)
     shutil.rmtree(run_dir / "prom", ignore_errors=True)
     (run_dir / "prom").mkdir()
-    clear_state(run_dir)  # spooled utterances, published ids, capture cursor: per session
+    clear_state(topology.state_paths(run_dir))  # spooled utterances, published ids, capture cursor
     write_snapshot(cfg, run_dir / "config.resolved.json")
     return run_dir
 

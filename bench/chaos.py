@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import soundfile
 
-from pipeline.audio import load_audio
 from pipeline.topology import WORKERS
 from tests.conftest import wait_until
 from tests.integration.harness import PipelineProcess, pid_alive, pipeline_config
@@ -165,20 +163,17 @@ def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> f
 
 def build_recording(minutes: float, path: Path, pause_s: float = 1.0, seed: int = 0) -> int:
     """Debian French prompts in a shuffled order, joined with pauses, until `minutes` long."""
-    from bench.corpus import ensure_installed, load_prompts
+    from bench.corpus import ensure_installed, load_prompts, write_stream
 
     ensure_installed("fr")
-    prompts = load_prompts("fr")
-    random.Random(seed).shuffle(prompts)
-    pause = np.zeros(int(pause_s * 16000), dtype=np.float32)
-    parts, total, count = [pause], 0, 0
-    while total < minutes * 60 * 16000:
-        audio = load_audio(prompts[count % len(prompts)].path, 600)
-        parts += [audio, pause]
-        total += audio.size + pause.size
-        count += 1
-    soundfile.write(path, np.concatenate(parts), 16000, subtype="PCM_16")
-    return count
+    corpus = load_prompts("fr")
+    random.Random(seed).shuffle(corpus)
+    chosen, total_s = [], 0.0
+    while total_s < minutes * 60:
+        chosen.append(corpus[len(chosen) % len(corpus)])
+        total_s += soundfile.info(str(chosen[-1].path)).duration + pause_s
+    write_stream(chosen, path, pause_s)
+    return len(chosen)
 
 
 def print_table(summary: dict) -> None:

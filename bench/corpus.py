@@ -46,3 +46,22 @@ def load_prompts(language: str = "fr", min_words: int = 3) -> list[Prompt]:
             if len(re.findall(r"\w+", text)) >= min_words:
                 prompts.append(Prompt(name.strip(), path, text))
     return sorted(prompts, key=lambda p: p.name)
+
+
+def write_stream(prompts: list[Prompt], path: Path, pause_s: float = 1.0) -> list[float]:
+    """The prompts as one 16 kHz recording with `pause_s` of silence around each, as a microphone
+    would hear them said one after another; returns where each prompt starts (s)."""
+    import numpy as np
+    import soundfile
+
+    from pipeline.audio import load_audio
+
+    pause = np.zeros(int(pause_s * 16000), dtype=np.float32)
+    parts, offsets, position = [pause], [], pause.size
+    for prompt in prompts:
+        audio = load_audio(prompt.path, 600)
+        offsets.append(position / 16000)
+        parts += [audio, pause]
+        position += audio.size + pause.size
+    soundfile.write(path, np.concatenate(parts), 16000, subtype="PCM_16")
+    return offsets

@@ -13,12 +13,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import soundfile
 import yaml
 
+from bench.corpus import write_stream
 from bench.wer import corpus_wer
-from pipeline.audio import load_audio
 from pipeline.procs import rss_mib
 from tests.conftest import wait_until
 from tests.integration.harness import PipelineProcess, pid_alive
@@ -38,13 +36,7 @@ def run_pipeline(prompts: list, config_path: Path) -> dict:
     """Plays the prompts through the real pipeline; latencies, WER per prompt, RSS, start-up."""
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-bench-"))
     stream = run_dir / "prompts.wav"
-    offsets = []  # (start_s in the capture stream, prompt)
-    pause = np.zeros(int(PAUSE_S * 16000), dtype=np.float32)
-    parts = [pause]
-    for prompt in prompts:
-        offsets.append((sum(p.size for p in parts) / 16000, prompt))
-        parts += [load_audio(prompt.path, 600), pause]
-    soundfile.write(stream, np.concatenate(parts), 16000, subtype="PCM_16")
+    offsets = list(zip(write_stream(prompts, stream, PAUSE_S), prompts))  # (start_s in the stream, prompt)
     cfg = yaml.safe_load(config_path.read_text()) or {}
     cfg.update(run_dir=str(run_dir), metrics={"port": 0})
     started = time.monotonic()

@@ -13,13 +13,9 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-STATE_NAMES = ("vad_spool", "sink_published.ids", "capture_cursor.json")
-
-
-def clear_state(run_dir: Path) -> None:
+def clear_state(paths: tuple[Path, ...]) -> None:
     """A new supervisor session starts with no leftovers from the previous one."""
-    for name in STATE_NAMES:
-        path = run_dir / name
+    for path in paths:
         if path.is_dir():
             for child in path.iterdir():
                 child.unlink(missing_ok=True)

@@ -49,6 +49,23 @@ def public_port(cfg: PipelineConfig, run_dir: Path) -> PortSpec:
                     curve_server=(curve.server_secret_key, curve.authorized_clients_dir) if curve else None)
 
 
+def vad_spool(run_dir: Path) -> Path:
+    return run_dir / "vad_spool"
+
+
+def published_ids(run_dir: Path) -> Path:
+    return run_dir / "sink_published.ids"
+
+
+def capture_cursor(run_dir: Path) -> Path:
+    return run_dir / "capture_cursor.json"
+
+
+def state_paths(run_dir: Path) -> tuple[Path, ...]:
+    """What stages keep across their own crashes; cleared when a new supervisor session starts."""
+    return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir)
+
+
 def events(run_dir: Path) -> str:
     """The sink's private PUB: acknowledgements for the VAD, finals for the supervisor's check."""
     return ipc_endpoint(run_dir, "events")

@@ -152,12 +152,16 @@ class Poller:
 
     def __init__(self, sockets: list[zmq.Socket]) -> None:
         self._poller = zmq.Poller()
+        self._disabled: set[int] = set()
         for sock in sockets:
             self._poller.register(sock, zmq.POLLIN)
 
     def enable(self, sock: zmq.Socket, enabled: bool) -> None:
         """A disabled socket is not polled: its messages wait in ZeroMQ's queue (and then the peer's)."""
+        if enabled == (id(sock) not in self._disabled):
+            return  # called every pass: touch the poller only when the answer changes
         self._poller.modify(sock, zmq.POLLIN if enabled else 0)
+        (self._disabled.discard if enabled else self._disabled.add)(id(sock))
 
     def readable(self, timeout_s: float) -> list[zmq.Socket]:
         return [s for s, _ in self._poller.poll(max(0, int(timeout_s * 1000)))]

@@ -38,7 +38,7 @@ class CaptureStage(Stage):
         # A short queue: what a crash of this process takes with it stays small.
         self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False, hwm=AUDIO_HWM)}
         self.source: FileSource | DeviceSource | None = None
-        self._cursor = Cursor(run_dir / "capture_cursor.json")
+        self._cursor = Cursor(topology.capture_cursor(run_dir))
         self._resumed: list[SourceEvent] = []  # sent by the first produce() after a restart
         self._seq = 0
         self._overflows = self._overflows_logged = 0

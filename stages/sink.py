@@ -41,7 +41,7 @@ class SinkStage(Stage):
                         "internal": PortSpec("pub", topology.events(run_dir), bind=True, blocking=False)}
         self.print_stdout = print_stdout
         self.join_s = join_s
-        self._seen_path = run_dir / "sink_published.ids"
+        self._seen_path = topology.published_ids(run_dir)
         self._seen: IdLog | None = None
         self.log = get_logger()
 

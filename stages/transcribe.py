@@ -92,14 +92,17 @@ class TranscribeStage(Stage):
         if ahead is not None and frame.speculated_samples and ahead[0] == frame.speculated_samples:
             metrics.SPECULATION.labels(self.name, "used").inc()
             return ahead[1], True  # only silence followed the speculative copy: its answer stands
-        return self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz), False
+        return self._decode(frame), False
+
+    def _decode(self, frame: frames.Utterance, partial: bool = False) -> dict:
+        return self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz, partial=partial)
 
     def _speculate(self, frame: frames.Utterance) -> list[Output]:
         """A final-quality decode while the closing silence runs; kept for the final, never sent."""
         if frame.utt_id in self._recent:
             return []
         try:
-            result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz)
+            result = self._decode(frame)
         except (AudioInputError, NoModelError):
             return []  # the final will be decoded (and its error handled) the usual way
         self._speculated[frame.utt_id] = (len(frame.pcm) // 4, result)
@@ -114,8 +117,7 @@ class TranscribeStage(Stage):
             metrics.FRAMES_DROPPED.labels(self.name, "stale_partial").inc()
             return []
         try:
-            result = self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz,
-                                                 partial=True)
+            result = self._decode(frame, partial=True)
         except AudioInputError:  # counted and logged (once) by the manager
             return []
         except NoModelError as err:

@@ -75,7 +75,7 @@ class VadStage(Stage):
         self._drained_sent = False
         self._last_audio_seq = 0
         self._chunk_ms = 32.0  # length of the last chunk, to size lost audio
-        self._spool_dir = run_dir / "vad_spool"
+        self._spool_dir = topology.vad_spool(run_dir)
         self._spool: Spool | None = None
         self.log = get_logger()
 
