@@ -57,6 +57,8 @@ def test_test_mode_transcribes_french_through_five_processes_and_survives_garbag
     for t in pipeline.subscriber.transcripts():
         assert t.language == "fr" and t.model_used == "base" and t.device == "cpu" and t.segments
         assert 0 < t.rtf < 2 and t.t_published_wall_s >= t.t_closed_wall_s
+    # The 1 s pauses end each sentence: its final was decoded during the closing silence.
+    assert pipeline.find("utterance_transcribed", speculated=True)
     # The garbage was logged and dropped; neither stage died for it.
     assert not pipeline.find("stage_failed", stage_name="vad") and not pipeline.find("stage_failed", stage_name="sink")
 
