@@ -42,6 +42,9 @@ class Supervisor:
         self.log = get_logger()
         self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
         self.procs = {name: StageProcess(name, self._argv(name, print_transcripts)) for name in self._stage_names()}
+        self.spares = {name: StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
+                       for name in cfg.supervisor.spares if name in self.procs}
+        self.spare_failures = {name: 0 for name in self.spares}
         self.active: str | None = None
         self.epoch = 0
         self.stopping = False
@@ -111,11 +114,16 @@ class Supervisor:
             self.check.add(frame)
 
     def _on_heartbeat(self, hb: frames.Heartbeat) -> None:
-        proc = self.procs.get(hb.stage)
-        if proc is None or proc.pid != hb.pid:
+        proc = next((p for p in (self.procs.get(hb.stage), self.spares.get(hb.stage)) if p and p.pid == hb.pid), None)
+        if proc is None:
             return  # a heartbeat from a process we already replaced
         now = time.monotonic()
         proc.state, proc.last_heartbeat, proc.busy_since_ns = hb.state, now, hb.busy_since_ns
+        if proc.standby:
+            if hb.state == "standby" and not proc.ready_reported:
+                proc.ready_reported, self.spare_failures[proc.name] = True, 0
+                self.log.info("spare_ready", stage_name=proc.name, pid=proc.pid, start_s=round(now - proc.spawned_at, 3))
+            return
         if proc.healthy and not proc.ready_reported:
             proc.ready_reported = True
             self.policy.on_ready(proc.name, now)
@@ -126,7 +134,7 @@ class Supervisor:
                 # Results in flight to the dead sink are gone: a new epoch makes the VAD re-send
                 # every unacknowledged utterance (workers answer those from their cache).
                 self.epoch += 1
-                self._publish_route()
+            self._publish_route()  # now, not at the next tick: a new VAD needs it before it can send
 
     def _reconcile(self, now: float) -> None:
         """Compare desired with actual: spawn what is due, detect failures, fix the route."""
@@ -146,7 +154,44 @@ class Supervisor:
                 self.log.error(event, stage_name=proc.name, pid=proc.pid, reason=reason)
                 kill(proc)
                 self._on_failure(proc, None, reason, now)
+            elif proc.state == "standby":  # a promoted spare: resent each pass until it reports starting
+                send(self.down, frames.Activate(proc.pid, proc.restarts), "supervisor", 0)
+        for spare in self.spares.values():
+            self._reconcile_spare(spare, now)
         self._update_route()
+
+    def _reconcile_spare(self, spare: StageProcess, now: float) -> None:
+        """Keep one preloaded spare behind each healthy active process; never give up on spares."""
+        if spare.alive:
+            reason = self._hang_reason(spare, now) or self._memory_reason(spare)
+            if reason:
+                kill(spare)
+                self._spare_failed(spare, reason, now)
+            return
+        if spare.popen is not None:
+            self._spare_failed(spare, describe(spare.popen.returncode), now)
+        if self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping:
+            spare.spawn(self.env, now)
+            self.log.info("spare_spawned", stage_name=spare.name, pid=spare.pid)
+
+    def _spare_failed(self, spare: StageProcess, reason: str, now: float) -> None:
+        self.metrics.mark_dead(spare.pid)
+        self.spare_failures[spare.name] += 1
+        self.log.warning("spare_failed", stage_name=spare.name, pid=spare.pid, reason=reason)
+        spare.popen, spare.state = None, "down"
+        spare.start_at = now + self.policy.backoff.delay_s(self.spare_failures[spare.name])
+
+    def _promote_spare(self, dead: StageProcess, now: float, next_spare_after_s: float) -> bool:
+        """Replace a dead process with its spare (Activate is sent once the spare is in standby)."""
+        spare = self.spares.get(dead.name)
+        if spare is None or not spare.alive:
+            return False
+        spare.standby, spare.restarts, spare.spawned_at, spare.last_heartbeat = False, dead.restarts, now, now
+        spare.ready_reported = False
+        self.procs[dead.name] = spare
+        self.spares[dead.name] = StageProcess(dead.name, dead.argv, start_at=now + next_spare_after_s, standby=True)
+        self.log.info("spare_promoted", stage_name=spare.name, pid=spare.pid, replaces=dead.pid)
+        return True
 
     def _hang_reason(self, proc: StageProcess, now: float) -> str | None:
         if proc.state == "starting":
@@ -170,8 +215,9 @@ class Supervisor:
                          decision=type(decision).__name__)
         proc.restarts += 1
         if isinstance(decision, Restart):
-            proc.start_at = now + decision.after_s
             self.metrics.STAGE_RESTARTS.labels(proc.name, reason).inc()
+            if not self._promote_spare(proc, now, decision.after_s):
+                proc.start_at = now + decision.after_s
         elif isinstance(decision, Failover):
             proc.start_at = now + decision.retry_after_s
             self.log.warning("gpu_worker_failover", to=decision.to, retry_in_s=decision.retry_after_s, reason=reason)
@@ -206,8 +252,8 @@ class Supervisor:
         grace = self.sup.graceful_timeout_s
         stop_all([p for n, p in self.procs.items() if n == "capture"], grace)
         stop_all([p for n, p in self.procs.items() if n == "vad"], self.sup.drain_timeout_s + grace)
-        stop_all([p for n, p in self.procs.items() if n not in ("capture", "vad")], grace)
-        for proc in self.procs.values():
+        stop_all([p for n, p in self.procs.items() if n not in ("capture", "vad")] + list(self.spares.values()), grace)
+        for proc in [*self.procs.values(), *self.spares.values()]:
             if proc.pid:
                 self.metrics.mark_dead(proc.pid)
         self.log.info("supervisor_stopped", exit_code=int(self.exit_code))
@@ -226,6 +272,7 @@ class Supervisor:
         ready = all(self.procs[n].healthy for n in required) and self.active is not None and fresh
         return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active,
                        "pids": {n: p.pid for n, p in self.procs.items() if p.alive},
+                       "spares": {n: p.state for n, p in self.spares.items()},
                        "engine_answered_age_s": answered_age_s, "breakers": breakers}
 
 

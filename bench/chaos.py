@@ -114,7 +114,11 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
     started = time.monotonic()
     pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet")
     try:
-        wait_until(lambda: set(stages) <= set(running_stages(pipeline)), 120, what="every stage up")
+        # Fully up before the first kill: every stage READY and its spare preloaded. After that,
+        # kills come whether or not a spare is ready again (a worker's takes 2-4 s to preload).
+        wait_until(lambda: set(stages) <= set(running_stages(pipeline))
+                   and set(stages) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
+                   120, what="every stage and spare up")
         while pipeline.proc.poll() is None and time.monotonic() - started < timeout_s:
             time.sleep(rng.uniform(*interval_s))  # the pace of the kills, not a synchronisation
             targets = {s: p for s, p in running_stages(pipeline).items() if s in stages}

@@ -47,7 +47,8 @@ def run_pipeline(prompts: list, config_path: Path) -> dict:
         start_to_ready = time.monotonic() - started
         peak: dict[str, float] = {}
         while pipeline.proc.poll() is None:
-            for name, pid in pipeline.stage_pids().items():
+            spares = {f"{name} (spare)": pid for name, pid in pipeline.spare_pids().items()}
+            for name, pid in {**pipeline.stage_pids(), **spares}.items():
                 if pid_alive(pid):
                     peak[name] = max(peak.get(name, 0.0), rss_mib(pid))
             time.sleep(0.5)  # sampling RSS while the run goes on, not synchronising

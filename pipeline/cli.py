@@ -25,6 +25,8 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
     parser.add_argument("--replay", type=Path, help="feed recorded input frames instead of sockets")
     parser.add_argument("--out", type=Path, help="with --replay (or a source stage): write output frames here")
     parser.add_argument("--restart-count", type=int, default=0)
+    parser.add_argument("--standby", action="store_true",
+                        help="a spare: preload, then wait for the supervisor's Activate before serving")
     if extra_args:
         extra_args(parser)
     args = parser.parse_args()
@@ -43,7 +45,7 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
             code = runner.replay(args.replay, args.out)
         else:
             run_dir = cfg.resolved_run_dir()
-            code = runner.run(run_dir)
+            code = runner.run(run_dir, standby=args.standby)
     except KeyboardInterrupt:
         code = 0
     except Exception:

@@ -145,6 +145,12 @@ class SupervisorConfig(_Strict):
     so a leak cannot take the machine down. Measured use: capture ~80, VAD ~100, sink ~45, CPU worker
     with `base` ~370 (CUDA libraries make a GPU worker's RSS much larger)."""
     restart: RestartConfig = RestartConfig()
+    spares: list[Literal["capture", "vad", "sink", "transcribe_gpu", "transcribe_cpu"]] = Field(
+        default_factory=lambda: ["capture", "vad", "sink", "transcribe_gpu", "transcribe_cpu"])
+    """Stages that keep a preloaded spare process (model loaded, no sockets open) behind a healthy
+    active one: a crash is then repaired by activating the spare (~0.1 s) instead of a cold start
+    (a worker: 2-4 s). Costs one more process each (RSS as listed above; a GPU spare holds a
+    second copy of the model in VRAM). A spare is started only once the active process is READY."""
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")

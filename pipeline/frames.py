@@ -125,13 +125,22 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class Activate:
+    """Supervisor to a spare: you replace the stage's dead process now (its model is loaded)."""
+    KIND: ClassVar[str] = "activate"
+    pid: int
+    restart_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Drained:
     """VAD to supervisor: end of stream reached and every utterance acknowledged."""
     KIND: ClassVar[str] = "drained"
     utterances: int
 
 
-Frame = AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | Ack | Heartbeat | Route | Stop | Drained
+Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | Ack | Heartbeat | Route | Stop | Activate
+         | Drained)
 KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
 TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack"}
 

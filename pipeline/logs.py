@@ -8,6 +8,7 @@ import sys
 
 import structlog
 
+_STATIC: dict = {}  # fields on every line of this process: stage, pid, restart_count
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -16,11 +17,12 @@ def configure_logging(stage: str, level: str = "info", json: bool | None = None,
     if json is None:
         json = not sys.stderr.isatty()
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    static = {"stage": stage, "pid": os.getpid(), "restart_count": restart_count}
+    _STATIC.clear()
+    _STATIC.update(stage=stage, pid=os.getpid(), restart_count=restart_count)
 
     def add_process_context(_logger, _name, event: dict) -> dict:
         # Not contextvars: stage calls run in a worker thread, which contextvars would not reach.
-        for key, value in static.items():
+        for key, value in _STATIC.items():
             event.setdefault(key, value)
         return event
 
@@ -41,3 +43,8 @@ def configure_logging(stage: str, level: str = "info", json: bool | None = None,
 
 def get_logger(**context) -> structlog.BoundLogger:
     return structlog.get_logger().bind(**context)
+
+
+def bind_process_context(**fields) -> None:
+    """Change a process-wide field later (a spare learns its restart count when it is activated)."""
+    _STATIC.update(fields)

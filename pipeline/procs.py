@@ -24,6 +24,7 @@ class StageProcess:
     start_at: float | None = 0.0   # when to (re)spawn; None = not scheduled
     failed: bool = False           # the policy gave up
     ready_reported: bool = False
+    standby: bool = False          # a spare: spawned with --standby, serves only after Activate
 
     @property
     def pid(self) -> int | None:
@@ -38,7 +39,7 @@ class StageProcess:
         return self.alive and self.state in ("ready", "running")
 
     def spawn(self, env: dict[str, str], now: float) -> None:
-        args = [*self.argv, "--restart-count", str(self.restarts)]
+        args = [*self.argv, "--restart-count", str(self.restarts), *(["--standby"] if self.standby else [])]
         # Own session: a Ctrl-C in the terminal reaches only the supervisor, which then stops
         # the stages in order (capture first, so the utterance in flight can finish).
         self.popen = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -20,17 +20,18 @@ from typing import Callable
 from pipeline import frames, metrics
 from pipeline.exitcodes import ExitCode
 from pipeline.frames import Frame, FrameDecodeError
-from pipeline.logs import get_logger
+from pipeline.logs import bind_process_context, get_logger
 from pipeline.recording import RecordReader, RecordWriter
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
-CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND)
+CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND)
 
 
 class StageState(enum.Enum):
     STARTING = "starting"
+    STANDBY = "standby"  # a spare: preloaded, no stage sockets open, waiting for Activate
     READY = "ready"
     RUNNING = "running"
     DRAINING = "draining"
@@ -55,8 +56,14 @@ class Stage:
     exhausted = False  # sources: nothing more will be produced
     last_seq = 0
 
+    def preload(self) -> None:
+        """Heavy set-up that needs no sockets and no shared state (imports, model load, warm-up).
+
+        A spare process does this long before it is needed, so replacing a dead stage costs only `start`.
+        """
+
     def start(self) -> None:
-        """Load models and open devices; READY is published only after this returns."""
+        """Open devices and read durable state; READY is published only after this returns."""
 
     def handle(self, port: str, frame: Frame) -> list[Output]:
         return []
@@ -117,15 +124,28 @@ class StageRunner:
 
     # -- live mode -----------------------------------------------------------------
 
-    def run(self, run_dir: Path) -> int:
-        """Serve until stopped; returns the process exit code."""
+    def run(self, run_dir: Path, standby: bool = False) -> int:
+        """Serve until stopped; returns the process exit code.
+
+        `standby`: a spare. It preloads, then waits (heartbeating) for an Activate addressed to its
+        pid before it opens the stage's sockets, which the process it replaces held until it died.
+        """
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.request_stop())
         transport = Transport()
         try:
-            self._open(transport, run_dir)
-            code = self._start()
+            self._open_control(transport, run_dir)
+            code = self._guarded(self.stage.preload)
+            if code is None and standby:
+                self._set_state(StageState.STANDBY)
+                if not self._wait_for_activation():
+                    return ExitCode.CLEAN
+                self._set_state(StageState.STARTING)
             if code is None:
+                self._open_ports(transport)
+                code = self._guarded(self.stage.start)
+            if code is None:
+                self._set_state(StageState.READY)
                 self._loop()
                 code = ExitCode.CLEAN
             return code
@@ -135,23 +155,46 @@ class StageRunner:
     def request_stop(self) -> None:
         self._stop_requested = True
 
-    def _open(self, transport: Transport, run_dir: Path) -> None:
+    def _open_control(self, transport: Transport, run_dir: Path) -> None:
         up, down = control_ports(run_dir)
-        specs = {**self.stage.inputs, **self.stage.outputs, CONTROL: up, "_control_down": down}
-        self._sockets = {name: transport.open(spec) for name, spec in specs.items()}
+        self._sockets = {CONTROL: transport.open(up), "_control_down": transport.open(down)}
+
+    def _open_ports(self, transport: Transport) -> None:
+        specs = {**self.stage.inputs, **self.stage.outputs}
+        self._sockets.update({name: transport.open(spec) for name, spec in specs.items()})
         by_priority = ("_control_down", *self.stage.inputs)
         self._port_of = {id(self._sockets[n]): n for n in by_priority}
         self._priority = {id(self._sockets[n]): rank for rank, n in enumerate(by_priority)}
         self._poller = Poller([self._sockets[n] for n in by_priority])
 
-    def _start(self) -> int | None:
+    def _guarded(self, step: Callable[[], None]) -> int | None:
+        """Run preload or start; a StageStartError becomes the exit code (None = go on)."""
         try:
-            self._call(self.stage.start)
+            self._call(step)
         except StageStartError as err:
             self._log.error("stage_start_failed", reason=str(err), exit_code=int(err.exit_code))
             return err.exit_code
-        self._set_state(StageState.READY)
         return None
+
+    def _wait_for_activation(self) -> bool:
+        """Heartbeat as a spare until Activate(our pid) arrives (True) or we are stopped (False)."""
+        control = self._sockets["_control_down"]
+        poller = Poller([control])
+        while not self._stop_requested:
+            now = self._clock()
+            if now >= self._next_hb_ns:
+                self._next_hb_ns = now + self._hb_ns
+                self._send_heartbeat()
+            if not poller.readable(max(0.0, (self._next_hb_ns - now) / 1e9)):
+                continue
+            frame = self._decode("_control_down", recv_parts(control))
+            if isinstance(frame, frames.Stop):
+                return False
+            if isinstance(frame, frames.Activate) and frame.pid == os.getpid():
+                bind_process_context(restart_count=frame.restart_count)
+                self._log.info("spare_activated")
+                return True
+        return False
 
     def _loop(self) -> None:
         while True:
@@ -205,6 +248,8 @@ class StageRunner:
             self._log.info("stop_requested", reason=frame.reason)
             self.request_stop()
             return
+        if isinstance(frame, frames.Activate):
+            return  # addressed to a spare; this process is already active
         if self.state is StageState.READY:
             self._set_state(StageState.RUNNING)
         port = CONTROL if port == "_control_down" else port
@@ -271,11 +316,9 @@ class StageRunner:
     def replay(self, in_path: Path | None, out_path: Path) -> int:
         """Feed recorded input frames to the stage offline and record what it emits."""
         with RecordWriter(out_path) as out:
-            try:
-                self._call(self.stage.start)
-            except StageStartError as err:
-                self._log.error("stage_start_failed", reason=str(err))
-                return err.exit_code
+            for step in (self.stage.preload, self.stage.start):
+                if (code := self._guarded(step)) is not None:
+                    return code
             for port, frame in self._replay_inputs(in_path):  # lazily: sent() before the next input
                 out.write(port, frames.encode(frame, self.stage.name))
                 self.stage.sent(port, frame)

@@ -50,7 +50,7 @@ class TranscribeStage(Stage):
         self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()
 
-    def start(self) -> None:
+    def preload(self) -> None:
         started = time.perf_counter()
         try:
             self.manager.initialize_now()

@@ -79,9 +79,11 @@ class VadStage(Stage):
         self._spool: Spool | None = None
         self.log = get_logger()
 
-    def start(self) -> None:
+    def preload(self) -> None:
         if self._prob_fn is None:
             self._prob_fn = SileroVad()
+
+    def start(self) -> None:
         self._spool = Spool(self._spool_dir)
         for key, blob in self._spool.load():
             self._restore(key, blob)

@@ -116,7 +116,13 @@ class PipelineProcess:
         return self.wait_event("metrics_serving", timeout_s=30)["url"].rsplit("/", 1)[0]
 
     def stage_pids(self) -> dict[str, int]:
-        return {e["stage_name"]: e["pid"] for e in self.find("stage_spawned")}
+        """The process serving each stage now: the last one spawned or promoted from spare."""
+        return {e["stage_name"]: e["pid"] for e in list(self.events) if e.get("event") in ("stage_spawned", "spare_promoted")}
+
+    def spare_pids(self) -> dict[str, int]:
+        """Spares standing by (spawned and not promoted since)."""
+        promoted = {e["pid"] for e in self.find("spare_promoted")}
+        return {e["stage_name"]: e["pid"] for e in self.find("spare_spawned") if e["pid"] not in promoted}
 
     def wait_exit(self, timeout_s: float = 120) -> int:
         code = self.proc.wait(timeout=timeout_s)
@@ -131,7 +137,7 @@ class PipelineProcess:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        for pid in self.stage_pids().values():
+        for pid in [*self.stage_pids().values(), *self.spare_pids().values()]:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         self.subscriber.close()

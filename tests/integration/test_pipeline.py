@@ -103,6 +103,28 @@ def test_cpu_worker_sigkilled_mid_stream_is_restarted_and_no_utterance_is_lost(r
         assert keyword_hits(keywords, heard) == 2, heard
 
 
+def test_killed_stages_are_replaced_by_their_preloaded_spares_and_a_killed_spare_is_remade(run_dir, start_pipeline):
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}})
+    pipeline = start_pipeline(cfg, "--source", str(AUDIO), "--keep-running")
+    for stage in ("vad", "sink", "transcribe_cpu", "capture"):
+        pipeline.wait_event("spare_ready", stage_name=stage, timeout_s=90)
+    for stage in ("vad", "sink", "transcribe_cpu"):
+        victim, spare = pipeline.stage_pids()[stage], pipeline.spare_pids()[stage]
+        os.kill(victim, signal.SIGKILL)
+        promoted = pipeline.wait_event("spare_promoted", stage_name=stage, timeout_s=30)
+        assert (promoted["pid"], promoted["replaces"]) == (spare, victim)
+        pipeline.wait_event("stage_up", stage_name=stage, pid=spare, timeout_s=30)
+        pipeline.wait_event("spare_activated", stage=stage, pid=spare, timeout_s=5)
+    capture, spare = pipeline.stage_pids()["capture"], pipeline.spare_pids()["capture"]
+    os.kill(spare, signal.SIGKILL)  # a dead spare interrupts nothing and is made again
+    pipeline.wait_event("spare_failed", stage_name="capture", pid=spare, timeout_s=30)
+    wait_until(lambda: pipeline.spare_pids()["capture"] != spare, 30, what="a new capture spare")
+    pipeline.wait_event("source_drained", timeout_s=90)
+    ids = [t.utt_id for t in pipeline.subscriber.transcripts()]
+    assert len(ids) == 4 and len(set(ids)) == 4, pipeline.log_tail()
+    assert pipeline.stage_pids()["capture"] == capture and not pipeline.find("stage_failed", stage_name="capture")
+
+
 def test_sigstopped_worker_is_found_hung_by_its_heartbeat_replaced_and_its_work_resent(run_dir, start_pipeline):
     pipeline = start_pipeline(pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}), "--source", str(AUDIO))
     wait_until(lambda: pipeline.subscriber.transcripts(), 90, what="first transcript")
