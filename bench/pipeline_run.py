@@ -32,7 +32,7 @@ def _ready(url: str) -> bool:
         return False
 
 
-def run_pipeline(prompts: list, config_path: Path) -> dict:
+def run_pipeline(prompts: list, config_path: Path, log_path: Path | None = None) -> dict:
     """Plays the prompts through the real pipeline; latencies, WER per prompt, RSS, start-up."""
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-bench-"))
     stream = run_dir / "prompts.wav"
@@ -60,9 +60,11 @@ def run_pipeline(prompts: list, config_path: Path) -> dict:
     latencies = [received[t.utt_id] - t.t_closed_wall_s for t in finals]
     by_prompt: dict[str, list[str]] = {p.name: [] for p in prompts}
     for t in finals:
-        # The VAD's pre-roll (250 ms) may start an utterance slightly before its prompt.
-        owner = max((o for o in offsets if o[0] <= t.start_s + PAUSE_S / 2), key=lambda o: o[0])[1]
+        # By its middle: the VAD's pre-roll (500 ms) starts an utterance a little before its prompt.
+        owner = max((o for o in offsets if o[0] <= (t.start_s + t.end_s) / 2), key=lambda o: o[0])[1]
         by_prompt[owner.name].append(t.text)
+    if log_path:  # every process's JSON log lines, to see what one slow utterance went through
+        log_path.write_text("".join(pipeline.stderr_lines))
     shutil.rmtree(run_dir, ignore_errors=True)
     pairs = [(p.text, " ".join(by_prompt[p.name])) for p in prompts]
     close = sorted(x * 1000 for x in latencies)

@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pipeline:
         from bench.pipeline_run import run_pipeline
 
-        results["pipeline"] = run_pipeline(prompts, args.config)
+        args.out.mkdir(parents=True, exist_ok=True)
+        results["pipeline"] = run_pipeline(prompts, args.config, args.out / "pipeline.log")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({**results, "rows": offline}, indent=1, ensure_ascii=False))
     print_table(results)

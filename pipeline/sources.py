@@ -51,7 +51,16 @@ class FileSource:
         self._t0 = 0.0
         self._played = 0  # samples handed out since the start, for pacing
         self.finished = False
+        self._decoded: tuple[int, np.ndarray | AudioInputError] | None = None  # (file index, audio) ahead of time
         self.log = get_logger()
+
+    def decode_ahead(self, index: int = 0) -> None:
+        """Decode a file before it is needed (a spare capture: resuming a long file is then instant)."""
+        if 0 <= index < len(self.files):
+            try:
+                self._decoded = (index, load_audio(self.files[index], self.max_s, target_hz=self.rate))
+            except AudioInputError as err:
+                self._decoded = (index, err)
 
     def read(self, max_wait_s: float) -> list[np.ndarray | SourceEvent]:
         """Blocks and events due now (or within max_wait_s); [] when nothing is due yet."""
@@ -103,7 +112,7 @@ class FileSource:
         path = self.files[self._index]
         events = [SourceEvent("next_file", str(path))] if self._index else []
         try:
-            self._audio = load_audio(path, self.max_s, target_hz=self.rate)
+            self._audio = self._load(self._index)
         except AudioInputError as err:
             self._audio = np.zeros(0, dtype=np.float32)
             return events + [SourceEvent("bad_file", f"{path}: {err}", reason=err.reason)]
@@ -112,6 +121,14 @@ class FileSource:
             self._t0, self._played = self._clock(), 0
         self.log.info("file_opened", path=str(path), duration_s=round(self._audio.size / self.rate, 3))
         return events
+
+    def _load(self, index: int) -> np.ndarray:
+        decoded, self._decoded = self._decoded, None
+        if decoded is None or decoded[0] != index:
+            return load_audio(self.files[index], self.max_s, target_hz=self.rate)
+        if isinstance(decoded[1], AudioInputError):
+            raise decoded[1]
+        return decoded[1]
 
 
 class DeviceUnavailableError(RuntimeError):

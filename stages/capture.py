@@ -44,8 +44,15 @@ class CaptureStage(Stage):
         self._overflows = self._overflows_logged = 0
         self.log = get_logger()
 
+    def preload(self) -> None:
+        """Files only (a microphone is opened once, by the active process): list and decode the first."""
+        if self.cfg.source and Path(self.cfg.source).exists():
+            self._open_source()
+            self.source.decode_ahead(0)
+
     def start(self) -> None:
-        self._open_source()
+        if self.source is None:
+            self._open_source()
         previous = self._cursor.load()
         if previous:
             self._resume(previous)
