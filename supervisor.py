@@ -160,11 +160,14 @@ class Supervisor:
                 self._on_failure(proc, None, reason, now)
             elif proc.state == "standby":  # a promoted spare: resent each pass until it reports starting
                 self._activate(proc)
-        for spare in self.spares.values():
-            self._reconcile_spare(spare, now)
         self._update_route()
+        # Spares only once the pipeline serves: they would slow the first start down for nothing.
+        serving = self.active is not None and all(
+            p.healthy for n, p in self.procs.items() if n not in topology.WORKERS)
+        for spare in self.spares.values():
+            self._reconcile_spare(spare, now, serving)
 
-    def _reconcile_spare(self, spare: StageProcess, now: float) -> None:
+    def _reconcile_spare(self, spare: StageProcess, now: float, serving: bool) -> None:
         """Keep one preloaded spare behind each healthy active process; never give up on spares."""
         if spare.alive:
             reason = self._hang_reason(spare, now) or self._memory_reason(spare)
@@ -174,7 +177,7 @@ class Supervisor:
             return
         if spare.popen is not None:
             self._spare_failed(spare, describe(spare.popen.returncode), now)
-        if self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping:
+        if serving and self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping:
             spare.spawn(self.env, now)
             self.log.info("spare_spawned", stage_name=spare.name, pid=spare.pid)
 

@@ -20,6 +20,8 @@ BUCKETS_S = (4, 6, 8, 10, 15, 20, 30)  # few distinct shapes; 4 s minimum: short
 PAD_S = 2.0  # silence after the audio: with less, Whisper guesses the end of short sentences
 TOKENS_PER_S = 10  # French speech is ~6 tokens/s; more than this is a runaway decode
 MIN_AVG_LOGPROB = -1.0
+SENTENCE_ENDS = (".", "!", "?", "…")
+MIN_UNCLOSED_LOGPROB = -0.3  # 160 prompts: good unclosed texts scored -0.08 to -0.27, wrong ones -0.43, -0.73
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,17 @@ class FastDecoder:
         tok = self._tokenizers.get(language) or self._tokenizers.setdefault(language, self._make_tokenizer(language))
         encoded = self._model.encode(self._features(audio, window_s(audio_s)))
         prompt = list(tok.sot_sequence)
+        max_new = int(TOKENS_PER_S * audio_s) + 8
         result = self._model.model.generate(
-            encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + int(TOKENS_PER_S * audio_s) + 8,
+            encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + max_new,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=self._suppressed(tok), max_initial_timestamp_index=50)[0]
         ids = result.sequences_ids[0]
         text_ids, closed = _cut_at_audio_end(ids, tok.timestamp_begin, audio_s)
         text = tok.decode(text_ids).strip()
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if ids else 0.0
-        return FastResult(text, avg_logprob, result.no_speech_prob, _reject_reason(text, closed, avg_logprob))
+        stopped = len(ids) < max_new  # by end-of-text, not by the length cap
+        return FastResult(text, avg_logprob, result.no_speech_prob, _reject_reason(text, closed, avg_logprob, stopped))
 
     def _features(self, audio: np.ndarray, seconds: int) -> np.ndarray:
         padded = np.zeros(seconds * RATE_HZ, dtype=np.float32)
@@ -82,8 +86,11 @@ def _cut_at_audio_end(ids: list[int], timestamp_begin: int, audio_s: float) -> t
     return text_ids, last_ts is not None and bool(text_ids) and ids[-1] >= timestamp_begin
 
 
-def _reject_reason(text: str, closed: bool, avg_logprob: float) -> str | None:
-    if not closed:
+def _reject_reason(text: str, closed: bool, avg_logprob: float, stopped: bool = False) -> str | None:
+    # A decode that stopped by itself right after a sentence end, confidently, is complete though no
+    # timestamp closed it (seen when silence follows the last word); anything else unclosed is suspect.
+    complete = stopped and text.endswith(SENTENCE_ENDS) and avg_logprob >= MIN_UNCLOSED_LOGPROB
+    if not closed and not complete:
         return "no_end_timestamp"
     if repeats(text):
         return "repetition"

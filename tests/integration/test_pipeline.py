@@ -49,6 +49,7 @@ def test_test_mode_transcribes_french_through_five_processes_and_survives_garbag
     # No GPU here: the GPU worker refuses to start, the switch is logged, the CPU worker answers.
     assert pipeline.find("stage_start_failed", stage="transcribe_gpu", exit_code=3)
     assert pipeline.find("gpu_worker_failover", to="transcribe_cpu")
+    assert not pipeline.find("spare_spawned", stage_name="transcribe_gpu")  # spares stand only behind healthy stages
     printed = [json.loads(line) for line in pipeline.stdout_lines]
     assert len(printed) == 4 and {p["worker"] for p in printed} == {"transcribe_cpu"}
     heard = " ".join(p["text"] for p in printed)

@@ -27,7 +27,9 @@ def test_restart_resumes_the_file_where_the_flushed_audio_ended(tmp_path):
     # and what it returns is still in the outbox when the process is killed.
     first.produce(0.0)
 
-    second = CaptureStage(cfg, tmp_path)  # SIGKILL, then the supervisor starts a new one
+    second = CaptureStage(cfg, tmp_path)  # SIGKILL, then the supervisor activates the spare
+    second.preload()  # long before: the spare lists and decodes the file while it stands by
+    (tmp_path / "a.wav").rename(tmp_path / "moved.wav")  # so resuming cannot have read it again
     second.start()
     resumed = _audio_frames(second.produce(0.0))
     gap = resumed[0]

@@ -30,6 +30,11 @@ def test_repetition_detection():
 
 def test_guard_reasons():
     assert _reject_reason("bonjour", closed=False, avg_logprob=-0.1) == "no_end_timestamp"
+    # Unclosed but stopped by end-of-text after a sentence end, confidently: complete.
+    assert _reject_reason("Veuillez patienter.", closed=False, avg_logprob=-0.1, stopped=True) is None
+    assert _reject_reason("Veuillez entrer l'hé.", closed=False, avg_logprob=-0.7, stopped=True) == "no_end_timestamp"
+    assert _reject_reason("pour ses mots-", closed=False, avg_logprob=-0.2, stopped=True) == "no_end_timestamp"
+    assert _reject_reason("Veuillez patienter.", closed=False, avg_logprob=-0.1, stopped=False) == "no_end_timestamp"
     assert _reject_reason("a b a b", closed=True, avg_logprob=-0.1) == "repetition"
     assert _reject_reason("bonjour", closed=True, avg_logprob=-1.5) == "low_logprob"
     assert _reject_reason("bonjour", closed=True, avg_logprob=-0.3) is None
