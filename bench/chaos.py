@@ -8,8 +8,9 @@ round, rounds in random order). The "GPU"
 worker runs the CPU model here (no GPU on these machines), so killing it exercises the
 supervisor's real GPU -> CPU switch and the switch back. Afterwards it reports utterances the
 VAD closed, transcripts published, lost and duplicated ones, and recovery time per kill, from the
-processes' own logs: process (SIGKILL -> the replacement READY) and service (for a worker: until
-a worker is routed again; killing the standby interrupts nothing).
+processes' own logs: process (SIGKILL -> the replacement READY: the stage's preloaded spare when
+it had one ready, else a cold start) and service (for a worker: until a worker is routed again;
+killing the standby worker interrupts nothing). Only active processes are killed, never spares.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Kill:
     at_wall_s: float
     recovered_s: float | None = None  # process: SIGKILL -> the replacement READY
     service_s: float | None = None    # service: SIGKILL -> utterances flow again (a worker routed)
+    by_spare: bool = False            # replaced by its preloaded spare, not a cold start
 
 
 @dataclass
@@ -74,6 +76,7 @@ class ChaosReport:
                    **{s: self.recovery_ms(s, "service_s") for s in STAGES}}
         return {"kills": len(self.kills), "kills_by_stage": dict(Counter(k.stage for k in self.kills)),
                 "unrecovered": sum(k.recovered_s is None for k in self.kills),
+                "replaced_by_spare": sum(k.by_spare for k in self.kills),
                 "utterances_closed": len(set(self.closed)), "transcripts_published": len(set(self.published)),
                 "non_speech": len(self.non_speech), "lost": len(self.lost), "duplicated": len(self.duplicated),
                 "recovery_ms": {name: _percentiles(v) for name, v in rows.items() if v},
@@ -149,11 +152,13 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     report.non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
     ups = pipeline.find("stage_up")
     switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
+    promoted = {e["replaces"] for e in pipeline.find("spare_promoted")}
     for kill in report.kills:
         later = [_wall(e) for e in ups if e["stage_name"] == kill.stage and e["pid"] != kill.pid
                  and _wall(e) >= kill.at_wall_s]
         kill.recovered_s = min(later) - kill.at_wall_s if later else None
         kill.service_s = _service_recovery(kill, switches) if kill.stage in WORKERS else kill.recovered_s
+        kill.by_spare = kill.pid in promoted
 
 
 def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> float | None:
@@ -181,7 +186,8 @@ def build_recording(minutes: float, path: Path, pause_s: float = 1.0, seed: int 
 
 
 def print_table(summary: dict) -> None:
-    print(f"kills {summary['kills']} {summary['kills_by_stage']}  unrecovered {summary['unrecovered']}")
+    print(f"kills {summary['kills']} {summary['kills_by_stage']}  unrecovered {summary['unrecovered']}  "
+          f"replaced by a spare {summary['replaced_by_spare']}")
     print(f"utterances closed {summary['utterances_closed']}  published {summary['transcripts_published']}  "
           f"non-speech {summary['non_speech']}  lost {summary['lost']}  duplicated {summary['duplicated']}")
     print(f"{'recovery (ms)':16} {'p50':>6} {'p95':>6} {'max':>6} {'n':>4}")

@@ -16,7 +16,7 @@ import numpy as np
 
 RATE_HZ = 16000
 FRAMES_PER_S = 100
-BUCKETS_S = (4, 6, 8, 10, 15, 20, 30)  # few distinct shapes; 4 s minimum: shorter windows lose words
+BUCKETS_S = (4, 6, 8, 10, 12, 15, 20, 30)  # few distinct shapes; 4 s minimum: shorter windows lose words
 PAD_S = 2.0  # silence after the audio: with less, Whisper guesses the end of short sentences
 TOKENS_PER_S = 10  # French speech is ~6 tokens/s; more than this is a runaway decode
 MIN_AVG_LOGPROB = -1.0

@@ -5,7 +5,7 @@
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
     sink --PUB events (private: `ack`, and `transcript` for test mode)--> vad, supervisor
     every stage --PUB control_up--> supervisor
-    supervisor --PUB control_down (route, stop)--> stages
+    supervisor --PUB control_down (route, stop, activate a spare)--> stages
 
 Binding sides are the long-lived ends (VAD for audio and utterances, sink for results and
 transcripts, supervisor for control), so a restarted peer simply reconnects.

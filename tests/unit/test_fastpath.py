@@ -9,7 +9,7 @@ def ts(seconds: float) -> int:
 
 def test_window_is_the_smallest_bucket_with_two_seconds_of_padding():
     assert window_s(0.5) == 4 and window_s(2.1) == 6 and window_s(4.4) == 8 and window_s(28.9) == 30
-    assert window_s(40) == 30
+    assert window_s(9.5) == 12 and window_s(40) == 30
 
 
 def test_decoding_is_cut_at_the_first_timestamp_at_the_audio_end():
