@@ -7,6 +7,7 @@ a request is skipped for that request and the next one in the chain answers.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class Engine:
         self.models: list[LoadedModel] = []
         self.failures = 0          # engine errors, all models (client errors never count)
         self.last_success = 0.0    # monotonic time of the last answered request (0 = none yet)
+        self._partial_preempted = threading.Event()
         self.log = get_logger(device=self.device)
 
     def load(self) -> None:
@@ -178,7 +180,12 @@ class Engine:
         # Timed from the start: a fast-path attempt the guard refused is part of this request's cost.
         started = time.perf_counter()
         if loaded.fast is not None and (partial or self.cfg.fast_path):
-            fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size)
+            cancelled = None
+            if partial:
+                self._partial_preempted.clear()
+                cancelled = self._partial_preempted.is_set
+            fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size,
+                                      cancelled=cancelled)
             if fast.rejected is not None:
                 metrics.FAST_PATH_REJECTED.labels(loaded.name, fast.rejected).inc()
             if fast.rejected is None or partial:  # a refused partial is dropped, never redone
@@ -195,6 +202,10 @@ class Engine:
         kept = [segments[i] for i in speech_segments(signals, self.cfg.no_speech_threshold, self.cfg.log_prob_threshold)]
         return self._finish(loaded, audio, language, partial, started, signals,
                             [{"start_s": s.start, "end_s": s.end, "text": s.text.strip()} for s in kept])
+
+    def preempt_partial(self) -> None:
+        """From another thread: the partial being decoded is no longer wanted (a final is waiting)."""
+        self._partial_preempted.set()
 
     def _finish(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool, started: float,
                 signals: list[SegmentSignal], kept: list[dict], rejected: str | None = None) -> Result:

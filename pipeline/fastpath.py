@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -48,12 +49,16 @@ class FastDecoder:
         self._make_tokenizer = lambda lang: Tokenizer(whisper_model.hf_tokenizer, True, task="transcribe", language=lang)
         self._suppressed = lambda tok: get_suppressed_tokens(tok, [-1])
 
-    def decode(self, audio: np.ndarray, language: str, beam_size: int = 1) -> FastResult:
+    def decode(self, audio: np.ndarray, language: str, beam_size: int = 1,
+               cancelled: Callable[[], bool] | None = None) -> FastResult:
+        """`cancelled` is asked between encoding and decoding (CTranslate2 cannot stop a decode)."""
         audio_s = audio.size / RATE_HZ
         if audio_s + PAD_S > BUCKETS_S[-1]:
             return FastResult("", 0.0, 0.0, "too_long")
         tok = self._tokenizers.get(language) or self._tokenizers.setdefault(language, self._make_tokenizer(language))
         encoded = self._model.encode(self._features(audio, window_s(audio_s)))
+        if cancelled is not None and cancelled():
+            return FastResult("", 0.0, 0.0, "preempted")
         prompt = list(tok.sot_sequence)
         max_new = int(TOKENS_PER_S * audio_s) + 8
         result = self._model.model.generate(

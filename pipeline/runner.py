@@ -27,6 +27,7 @@ from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_p
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
 CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND)
+PREEMPT_CHECK_S = 0.01  # how often a running call for a less urgent input looks for a more urgent one
 
 
 class StageState(enum.Enum):
@@ -75,6 +76,9 @@ class Stage:
     def tick(self, now_ns: int) -> list[Output]:
         """Called once per heartbeat interval (timers, resends)."""
         return []
+
+    def preempt(self) -> None:
+        """A more urgent input is waiting while `handle` runs for a less urgent one: cut it short if you can."""
 
     def accepts(self, port: str) -> bool:
         """False = leave this input's messages queued for now (backpressure upstream)."""
@@ -253,7 +257,9 @@ class StageRunner:
         if self.state is StageState.READY:
             self._set_state(StageState.RUNNING)
         port = CONTROL if port == "_control_down" else port
-        self._outbox.extend(self._call(self.stage.handle, port, frame))
+        inputs = list(self.stage.inputs)
+        urgent = [self._sockets[n] for n in inputs[:inputs.index(port)]] if port in inputs else []
+        self._outbox.extend(self._call(self.stage.handle, port, frame, preempt_on=urgent))
 
     def _flush_outbox(self) -> None:
         timeout_ms = max(1, int((self._next_hb_ns - self._clock()) / 1e6))
@@ -270,16 +276,24 @@ class StageRunner:
                 metrics.FRAMES_DROPPED.labels(self.stage.name, f"no_peer_{port}").inc()
             self._outbox.popleft()
 
-    def _call(self, fn, *args):
-        """Run a stage call in the worker thread, heartbeating while it is busy."""
+    def _call(self, fn, *args, preempt_on: list | None = None):
+        """Run a stage call in the worker thread, heartbeating while it is busy.
+
+        `preempt_on`: more urgent input sockets; the first message on one calls `stage.preempt()`
+        (a final waiting behind a partial, so the partial can stop early).
+        """
         future = self._executor.submit(fn, *args)
         self._busy_since_ns = self._clock()
+        urgent = Poller(preempt_on) if preempt_on else None
         try:
             while True:
                 try:
-                    return future.result(timeout=self._hb_ns / 1e9)
+                    return future.result(timeout=PREEMPT_CHECK_S if urgent else self._hb_ns / 1e9)
                 except concurrent.futures.TimeoutError:
-                    if self._sockets:
+                    if urgent and urgent.readable(0):
+                        self.stage.preempt()
+                        urgent = None
+                    if self._sockets and self._clock() >= self._next_hb_ns:
                         self._next_hb_ns = self._clock() + self._hb_ns
                         self._send_heartbeat()
         finally:

@@ -62,6 +62,11 @@ class TranscribeStage(Stage):
         metrics.MODELS_LOADED.labels(self.name).set(len(models))
         self.log.info("worker_warm", models=models, load_and_warmup_s=round(time.perf_counter() - started, 3))
 
+    def preempt(self) -> None:
+        """A final or speculative copy waits behind a partial: the partial stops after encoding."""
+        if self.manager.engine is not None:
+            self.manager.engine.preempt_partial()
+
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if not isinstance(frame, frames.Utterance):
             return []
@@ -123,6 +128,8 @@ class TranscribeStage(Stage):
         except NoModelError as err:
             self.log.warning("partial_dropped", utt_id=frame.utt_id, error=str(err))
             return []
+        if result["non_speech_reason"] == "preempted":
+            self.log.info("partial_preempted", utt_id=frame.utt_id, audio_s=round(result["metrics"]["audio_duration"], 3))
         return [("results", self._transcript(frame, result))] if result["is_speech"] else []
 
     def _transcript(self, frame: frames.Utterance, result: dict) -> frames.Transcript:

@@ -30,3 +30,10 @@ def test_fast_path_text_matches_the_standard_path(engines, wav):
     distance = edit_distance(words(standard.text), words(fast.text))
     assert distance <= max(1, len(words(standard.text)) // 5), (standard.text, fast.text)
     assert fast.processing_time_s < standard.processing_time_s
+
+
+def test_a_preempted_partial_stops_after_encoding(engines):
+    audio = load_audio(RECORDINGS[0], 60)
+    fast = engines[True].models[0].fast
+    assert fast.decode(audio, "fr", beam_size=1, cancelled=lambda: True).rejected == "preempted"
+    assert fast.decode(audio, "fr", beam_size=1, cancelled=lambda: False).text
