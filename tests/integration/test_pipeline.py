@@ -121,8 +121,12 @@ def test_killed_stages_are_replaced_by_their_preloaded_spares_and_a_killed_spare
     pipeline.wait_event("spare_failed", stage_name="capture", pid=spare, timeout_s=30)
     wait_until(lambda: pipeline.spare_pids()["capture"] != spare, 30, what="a new capture spare")
     pipeline.wait_event("source_drained", timeout_s=90)
+    # Every utterance the VAD closed got exactly one transcript (or was dropped as non-speech); the
+    # one still being spoken when the VAD was killed, if any, died with it (see README).
+    closed = {e["utt_id"] for e in pipeline.find("utterance_closed")}
+    non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
     ids = [t.utt_id for t in pipeline.subscriber.transcripts()]
-    assert len(ids) == 4 and len(set(ids)) == 4, pipeline.log_tail()
+    assert len(ids) == len(set(ids)) and set(ids) == closed - non_speech and len(ids) >= 3, pipeline.log_tail()
     assert pipeline.stage_pids()["capture"] == capture and not pipeline.find("stage_failed", stage_name="capture")
 
 
