@@ -153,7 +153,8 @@ class SupervisorConfig(_Strict):
     """Stages that keep a preloaded spare process (model loaded, no sockets open) behind a healthy
     active one: a crash is then repaired by activating the spare (~0.1 s) instead of a cold start
     (a worker: 2-4 s). Costs one more process each (RSS as listed above; a GPU spare holds a
-    second copy of the model in VRAM). A spare is started only once the active process is READY."""
+    second copy of the model in VRAM). Spares start once the pipeline serves (every stage READY, a
+    worker routed), and only behind a healthy process."""
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
