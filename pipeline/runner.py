@@ -170,6 +170,8 @@ class StageRunner:
         self._port_of = {id(self._sockets[n]): n for n in by_priority}
         self._priority = {id(self._sockets[n]): rank for rank, n in enumerate(by_priority)}
         self._poller = Poller([self._sockets[n] for n in by_priority])
+        inputs = list(self.stage.inputs)  # for each input, the more urgent ones that may preempt its calls
+        self._more_urgent = {n: [self._sockets[u] for u in inputs[:rank]] for rank, n in enumerate(inputs)}
 
     def _guarded(self, step: Callable[[], None]) -> int | None:
         """Run preload or start; a StageStartError becomes the exit code (None = go on)."""
@@ -257,9 +259,7 @@ class StageRunner:
         if self.state is StageState.READY:
             self._set_state(StageState.RUNNING)
         port = CONTROL if port == "_control_down" else port
-        inputs = list(self.stage.inputs)
-        urgent = [self._sockets[n] for n in inputs[:inputs.index(port)]] if port in inputs else []
-        self._outbox.extend(self._call(self.stage.handle, port, frame, preempt_on=urgent))
+        self._outbox.extend(self._call(self.stage.handle, port, frame, preempt_on=self._more_urgent.get(port)))
 
     def _flush_outbox(self) -> None:
         timeout_ms = max(1, int((self._next_hb_ns - self._clock()) / 1e6))
