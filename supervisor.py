@@ -305,6 +305,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--source", help="play this audio file or folder instead of the microphone, then exit")
     parser.add_argument("--test-mode", action="store_true", help="play the bundled French recording and check it")
     parser.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes them")
+    parser.add_argument("--loop", action="store_true", help="file sources: play them again and again until stopped")
     parser.add_argument("--run-dir", help="private runtime directory (sockets, metrics, config snapshot)")
     parser.add_argument("--keep-running", action="store_true", help="after a --source is done, keep serving until stopped")
     parser.add_argument("--quiet", action="store_true", help="do not print transcripts on stdout")
@@ -320,6 +321,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         audio["source"] = str(Path(args.source).resolve())
     if args.fast:
         audio["pace"] = "fast"
+    if args.loop:
+        audio["loop"] = True
     return {"audio": audio, **({"run_dir": args.run_dir} if args.run_dir else {})}
 
 

@@ -57,6 +57,7 @@ class ChaosReport:
     non_speech: set[str] = field(default_factory=set)     # acknowledged, deliberately not published
     exit_code: int | None = None
     duration_s: float = 0.0
+    timed_out: bool = False  # the kills asked for did not all happen within the run's timeout
 
     @property
     def lost(self) -> list[str]:
@@ -81,7 +82,7 @@ class ChaosReport:
                 "non_speech": len(self.non_speech), "lost": len(self.lost), "duplicated": len(self.duplicated),
                 "recovery_ms": {name: _percentiles(v) for name, v in rows.items() if v},
                 "service_recovery_ms": {name: _percentiles(v) for name, v in service.items() if v},
-                "exit_code": self.exit_code, "duration_s": round(self.duration_s, 1)}
+                "exit_code": self.exit_code, "timed_out": self.timed_out, "duration_s": round(self.duration_s, 1)}
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -109,41 +110,74 @@ def running_stages(pipeline: PipelineProcess) -> dict[str, int]:
 
 
 def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float, float] = (1.0, 3.0),
-              stages: tuple[str, ...] = STAGES, max_kills: int | None = None, seed: int = 0,
-              timeout_s: float = 3600) -> ChaosReport:
-    rng = random.Random(seed)
+              stages: tuple[str, ...] = STAGES, max_kills: int | None = None, kills_per_stage: int | None = None,
+              seed: int = 0, timeout_s: float = 3600) -> ChaosReport:
+    """Kill stages while `audio` plays; the report is collected from the processes' own logs.
+
+    With `kills_per_stage`, the audio loops until every stage has been killed that many times
+    (however fast this machine plays it); then the pipeline is stopped with SIGTERM, which lets
+    the VAD drain everything it closed. Without it, the recording plays once to its end.
+    """
     report = ChaosReport()
-    round_left: list[str] = []  # every stage once per round, in a random order
     started = time.monotonic()
-    pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet")
+    loop = ["--loop"] if kills_per_stage else []
+    pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet", *loop)
     try:
         # Fully up before the first kill: every stage READY and its spare preloaded. After that,
         # kills come whether or not a spare is ready again (a worker's takes 2-4 s to preload).
-        wait_until(lambda: set(stages) <= set(running_stages(pipeline))
+        wait_until(lambda: _still_running(pipeline) and set(stages) <= set(running_stages(pipeline))
                    and set(stages) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
                    120, what="every stage and spare up")
-        while pipeline.proc.poll() is None and time.monotonic() - started < timeout_s:
-            time.sleep(rng.uniform(*interval_s))  # the pace of the kills, not a synchronisation
-            targets = {s: p for s, p in running_stages(pipeline).items() if s in stages}
-            if not targets or (max_kills is not None and len(report.kills) >= max_kills):
-                continue
-            round_left = round_left or rng.sample(stages, len(stages))
-            stage = next((s for s in round_left if s in targets), None)
-            if stage is None:
-                continue
-            round_left.remove(stage)
-            try:
-                os.kill(targets[stage], signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            report.kills.append(Kill(stage, targets[stage], time.time()))
-        report.exit_code = pipeline.wait_exit(timeout_s=60)
+        deadline = started + timeout_s
+        _kill(pipeline, report, random.Random(seed), interval_s, stages, max_kills, kills_per_stage, deadline)
+        if kills_per_stage and pipeline.proc.poll() is None:
+            # Stop only once every stage is back: a shutdown does not restart what it finds dead.
+            wait_until(lambda: set(stages) <= set(running_stages(pipeline)), max(1.0, deadline - time.monotonic()),
+                       what="every stage back after the last kill")
+            pipeline.proc.send_signal(signal.SIGTERM)
+        report.exit_code = pipeline.wait_exit(timeout_s=max(60.0, deadline - time.monotonic()))
     finally:
         pipeline.stop()
     report.duration_s = time.monotonic() - started
     (run_dir / "pipeline.log").write_text("".join(pipeline.stderr_lines))
     _collect(pipeline, report)
     return report
+
+
+def _still_running(pipeline: PipelineProcess) -> bool:
+    if pipeline.proc.poll() is not None:
+        raise AssertionError(f"the pipeline exited ({pipeline.proc.returncode}) before the kills began:\n"
+                             f"{pipeline.log_tail()}")
+    return True
+
+
+def _kill(pipeline: PipelineProcess, report: ChaosReport, rng: random.Random, interval_s: tuple[float, float],
+          stages: tuple[str, ...], max_kills: int | None, kills_per_stage: int | None, deadline: float) -> None:
+    """SIGKILL a READY stage every `interval_s`, each stage once per round in a random order."""
+    round_left: list[str] = []
+    while pipeline.proc.poll() is None and not _enough(report, stages, max_kills, kills_per_stage):
+        if time.monotonic() > deadline:
+            report.timed_out = True
+            return
+        time.sleep(rng.uniform(*interval_s))  # the pace of the kills, not a synchronisation
+        targets = {s: p for s, p in running_stages(pipeline).items() if s in stages}
+        round_left = round_left or rng.sample(stages, len(stages))
+        stage = next((s for s in round_left if s in targets), None)
+        if stage is None:
+            continue
+        round_left.remove(stage)
+        try:
+            os.kill(targets[stage], signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        report.kills.append(Kill(stage, targets[stage], time.time()))
+
+
+def _enough(report: ChaosReport, stages: tuple[str, ...], max_kills: int | None, kills_per_stage: int | None) -> bool:
+    if max_kills is not None and len(report.kills) >= max_kills:
+        return True
+    by_stage = Counter(k.stage for k in report.kills)
+    return kills_per_stage is not None and all(by_stage[s] >= kills_per_stage for s in stages)
 
 
 def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
@@ -202,6 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the speech recording")
     parser.add_argument("--kills", type=int, default=100, help="stop killing after this many (the run goes on)")
+    parser.add_argument("--kills-per-stage", type=int, default=None,
+                        help="loop the recording until every stage has been killed this many times, then stop")
     parser.add_argument("--min-interval", type=float, default=1.0)
     parser.add_argument("--max-interval", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -212,7 +248,8 @@ def main() -> None:
         prompts = build_recording(args.minutes, audio, seed=args.seed)
         print(f"chaos: {prompts} prompts, {args.minutes:g} min of French speech", flush=True)
         report = run_chaos(audio, run_dir, chaos_config(run_dir), (args.min_interval, args.max_interval),
-                           max_kills=args.kills, seed=args.seed)
+                           max_kills=None if args.kills_per_stage else args.kills,
+                           kills_per_stage=args.kills_per_stage, seed=args.seed)
     summary = report.summary()
     print_table(summary)
     OUT.mkdir(exist_ok=True)

@@ -36,6 +36,9 @@ class AudioConfig(_Strict):
     """Audio file or folder to play instead of the microphone."""
     pace: Literal["realtime", "fast"] = "realtime"
     """File sources: play at real-time pace like a microphone, or as fast as the pipeline takes them."""
+    loop: bool = False
+    """File sources: start again from the first file after the last one, forever (soak and chaos
+    runs: speech keeps flowing for as long as the run needs, whatever the machine's speed)."""
     max_file_s: float = Field(3600.0, gt=0)
     """Longest file the file source accepts (s)."""
 
@@ -112,6 +115,44 @@ class TranscribeConfig(_Strict):
     """An idle worker runs a synthetic transcription this often, so /ready stays truthful (s)."""
     gpu: GpuWorkerConfig = GpuWorkerConfig()
     cpu: WorkerConfig = WorkerConfig()
+
+
+class LibraryConfig(TranscribeConfig):
+    """What `RobustSTTManager(config)` takes: the `transcribe` section, plus the original request's
+    keys as aliases onto it (validated like the fields they stand for; unknown keys still refused):
+    `use_gpu` = `gpu.enabled`, `fallback_chain` = the `models` of both `gpu` and `cpu`."""
+    use_vad: bool = True
+    """Transcribe only what Silero VAD hears as speech (the original request's `use_vad`). The
+    pipeline's workers turn it off: their VAD stage has already done it."""
+    model_cache_dir: str | None = None
+    """Where registered models are assembled (the original request's key; = `models.cache_dir`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _original_keys(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "use_gpu" in data:
+            data["gpu"] = _set_once(data.get("gpu"), "enabled", data.pop("use_gpu"), "use_gpu")
+        if "fallback_chain" in data:
+            chain = data.pop("fallback_chain")
+            for worker in ("gpu", "cpu"):
+                data[worker] = _set_once(data.get(worker), "models", chain, "fallback_chain")
+        return data
+
+    @classmethod
+    def of(cls, transcribe: TranscribeConfig, **extra) -> LibraryConfig:
+        return cls.model_validate({**transcribe.model_dump(), **extra})
+
+
+def _set_once(section, key: str, value, alias: str) -> dict:
+    """`section` with `key` set from an alias, refusing to guess when both are given."""
+    section = dict(section or {})
+    if key in section:
+        raise ValueError(f"{alias} and {key} both given: keep one")
+    section[key] = value
+    return section
 
 
 class ModelsConfig(_Strict):

@@ -38,8 +38,10 @@ class FileSource:
     """Plays files one after another, at real-time pace or as fast as they are taken."""
 
     def __init__(self, path: Path, frame_samples: int, rate_hz: int, realtime: bool, max_s: float,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 loop: bool = False) -> None:
         self.files = list_audio_files(path)
+        self.loop = loop  # after the last file, the first again (never "end")
         self.frame_samples = frame_samples
         self.rate = rate_hz
         self.realtime = realtime
@@ -50,6 +52,8 @@ class FileSource:
         self._offset = 0
         self._t0 = 0.0
         self._played = 0  # samples handed out since the start, for pacing
+        self._opened = 0  # files opened so far (laps included)
+        self._lap_played = False  # a file of this lap decoded (loop mode)
         self.finished = False
         self._decoded: tuple[int, np.ndarray | AudioInputError] | None = None  # (file index, audio) ahead of time
         self.log = get_logger()
@@ -106,17 +110,21 @@ class FileSource:
         if self.finished:
             return []
         self._index += 1
+        if self._index >= len(self.files) and self.loop and self._lap_played:
+            self._index, self._lap_played = 0, False  # a lap with no playable file ends the loop
+            self.log.info("source_looped", files=len(self.files))
         if self._index >= len(self.files):
             self.finished = True
             return [SourceEvent("end", f"{len(self.files)} file(s)")]
         path = self.files[self._index]
-        events = [SourceEvent("next_file", str(path))] if self._index else []
+        events = [SourceEvent("next_file", str(path))] if self._index or self._opened else []
+        self._opened += 1
         try:
             self._audio = self._load(self._index)
         except AudioInputError as err:
             self._audio = np.zeros(0, dtype=np.float32)
             return events + [SourceEvent("bad_file", f"{path}: {err}", reason=err.reason)]
-        self._offset = 0
+        self._offset, self._lap_played = 0, True
         if self._index == 0 or not self.realtime:
             self._t0, self._played = self._clock(), 0
         self.log.info("file_opened", path=str(path), duration_s=round(self._audio.size / self.rate, 3))

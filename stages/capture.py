@@ -71,7 +71,7 @@ class CaptureStage(Stage):
             if not path.exists():
                 raise StageStartError(f"audio source {path} does not exist", ExitCode.CONFIG_ERROR)
             self.source = FileSource(path, self.frame_samples, self.cfg.sample_rate_hz,
-                                     self.cfg.pace == "realtime", self.cfg.max_file_s)
+                                     self.cfg.pace == "realtime", self.cfg.max_file_s, loop=self.cfg.loop)
             self.log.info("capture_files", path=str(path), files=len(self.source.files), pace=self.cfg.pace)
             return
         self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow)

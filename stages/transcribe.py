@@ -19,7 +19,7 @@ import numpy as np
 from pipeline import frames, metrics, topology
 from pipeline.audio import AudioInputError
 from pipeline.cli import stage_main
-from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
+from pipeline.config import LibraryConfig, PipelineConfig, TranscribeConfig, WorkerConfig
 from pipeline.engine import NoModelError
 from pipeline.exitcodes import ExitCode
 from pipeline.gpu import GpuUnavailableError
@@ -45,7 +45,9 @@ class TranscribeStage(Stage):
         self._speculated: OrderedDict[str, tuple[int, dict]] = OrderedDict()  # utt_id -> (samples, result)
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
         # The CPU fallback is the other worker's job: this process never loads a second chain.
-        self.manager = manager or RobustSTTManager(cfg, device=worker_cfg.device, cpu_fallback=False,
+        # No speech gate of its own: the VAD stage has already decided this is speech.
+        self.manager = manager or RobustSTTManager(LibraryConfig.of(cfg, use_vad=False), device=worker_cfg.device,
+                                                   cpu_fallback=False,
                                                    cache_dir=cache_dir, name=worker)
         self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()

@@ -13,7 +13,8 @@ from pipeline.stt import RobustSTTManager
 from pipeline.testmode import TEST_RECORDING
 from tests.fakes import CudaOutOfMemory, FakeWhisper, factory, gpus
 
-CONFIG = {"gpu": {"models": ["gpu-a", "gpu-b"]}, "cpu": {"models": ["cpu-a"]}}
+# No speech gate: these tests are about the engine paths, fed silence (tests/integration has the gate).
+CONFIG = {"gpu": {"models": ["gpu-a", "gpu-b"]}, "cpu": {"models": ["cpu-a"]}, "use_vad": False}
 
 
 def manager(models: dict, probe=gpus(), vad=None, **kwargs) -> RobustSTTManager:
@@ -25,7 +26,9 @@ def run(coro):
 
 
 def test_empty_config_means_the_shipped_defaults():
-    assert RobustSTTManager({}).cfg == TranscribeConfig()
+    cfg = RobustSTTManager({}).cfg
+    assert TranscribeConfig.model_validate(cfg.model_dump(exclude={"use_vad", "model_cache_dir"})) == TranscribeConfig()
+    assert cfg.use_vad is True and cfg.model_cache_dir is None
 
 
 def test_auto_uses_the_cpu_chain_without_a_gpu():
@@ -96,7 +99,8 @@ def test_vad_manager_skips_non_speech_without_calling_the_model():
             return False
 
     model = FakeWhisper()
-    m = manager({"cpu-a": model}, vad=NoSpeech())
+    m = RobustSTTManager({**CONFIG, "use_vad": True}, NoSpeech(), model_factory=factory({"cpu-a": model}),
+                         gpu_probe=gpus())
     run(m.initialize())
     result = run(m.transcribe_audio(np.zeros(16000, dtype=np.float32)))
     assert result["text"] == "" and result["is_speech"] is False and model.calls == 1
@@ -151,3 +155,57 @@ def test_audio_shorter_than_any_word_is_non_speech_without_running_the_model():
     result = run(m.transcribe_audio(np.zeros(400, dtype=np.float32)))
     assert result["is_speech"] is False and result["non_speech_reason"] == "too_short" and result["text"] == ""
     assert model.calls == calls
+
+
+def test_the_original_requests_keys_are_aliases_onto_the_tree():
+    def no_gpu_probe():
+        raise AssertionError("use_gpu: false must not even look for a GPU")
+
+    model = FakeWhisper("bonjour")
+    m = RobustSTTManager({"use_gpu": False, "fallback_chain": ["cpu-a"], "use_vad": False, "model_cache_dir": "/x"},
+                         model_factory=factory({"cpu-a": model}), gpu_probe=no_gpu_probe)
+    run(m.initialize())
+    assert m.cfg.gpu.enabled is False and m.cfg.gpu.models == m.cfg.cpu.models == ["cpu-a"]
+    assert str(m.cache_dir) == "/x" and m.get_metrics()["models_loaded"] == ["cpu-a@cpu"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"use_gpu": "perhaps"}, "gpu.enabled"), ({"fallback_chain": []}, "at least 1 item"),
+    ({"use_gpu": True, "gpu": {"enabled": False}}, "keep one"), ({"use_vad": True, "vad_mode": 3}, "vad_mode"),
+])
+def test_aliases_are_validated_like_their_fields_and_unknown_keys_still_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        RobustSTTManager(config)
+
+
+class ScriptedSegments:
+    """A vad_manager with the original contract: process_audio -> [(start_ms, end_ms, samples)]."""
+
+    def __init__(self, spans_ms: list[tuple[int, int]]) -> None:
+        self.spans_ms = spans_ms
+
+    def process_audio(self, samples):
+        return [(a, b, samples[a * 16:b * 16]) for a, b in self.spans_ms]
+
+
+def test_with_a_vad_manager_only_its_speech_segments_are_transcribed_and_joined():
+    model = FakeWhisper("mot")
+    vad = ScriptedSegments([(500, 1500), (3000, 4200)])
+    m = RobustSTTManager({**CONFIG, "use_vad": True}, vad, model_factory=factory({"cpu-a": model}), gpu_probe=gpus())
+    run(m.initialize())
+    calls = model.calls
+    result = run(m.transcribe_audio(np.zeros(5 * 16000, dtype=np.float32)))
+    assert model.calls - calls == 2 and result["text"] == "mot mot"
+    assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.5, 1.5), (3.0, 4.0)]
+    assert result["metrics"]["audio_duration"] == 5.0
+    vad.spans_ms.clear()  # a clip where the VAD finds no speech: the model is not called
+    nothing = run(m.transcribe_audio(np.zeros(16000, dtype=np.float32)))
+    assert nothing["text"] == "" and nothing["non_speech_reason"] == "vad" and model.calls - calls == 2
+
+
+def test_use_vad_false_ignores_the_vad_manager():
+    model = FakeWhisper("bonjour")
+    m = RobustSTTManager(CONFIG, ScriptedSegments([]), model_factory=factory({"cpu-a": model}), gpu_probe=gpus())
+    run(m.initialize())
+    assert run(m.transcribe_audio(np.zeros(16000, dtype=np.float32)))["text"] == "bonjour"
+    assert m.get_metrics()["vad_enabled"] is False
