@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import frames, topology
+from pipeline import frames, gpu, topology
 from pipeline.config import PipelineConfig, load_config_or_exit, write_snapshot
 from pipeline.durable import clear_state
 from pipeline.exitcodes import ExitCode, describe
@@ -61,12 +61,23 @@ class Supervisor:
             return stage_command("transcribe", "--worker", name, *snapshot)
         return stage_command(name, *snapshot, *(["--print"] if name == "sink" and print_transcripts else []))
 
+    def _declare_series(self) -> None:
+        """Every series known in advance, at 0 before /ready can answer 200 (see metrics.py)."""
+        workers = topology.enabled_workers(self.cfg)
+        models_by_device: dict[str, list[str]] = {}
+        for worker in workers:
+            worker_cfg = topology.worker_config(self.cfg, worker)
+            models_by_device.setdefault(worker_cfg.device, []).extend(worker_cfg.models)
+        gpus = gpu.device_labels() if "cuda" in models_by_device else []
+        self.metrics.declare_known_series(models_by_device, self.procs, workers, gpus)
+
     # -- main loop -------------------------------------------------------------------
 
     def run(self) -> int:
         from pipeline import metrics  # after PROMETHEUS_MULTIPROC_DIR is set (see main)
 
         self.metrics = metrics
+        self._declare_series()
         transport = Transport()
         up = transport.open(PortSpec("sub", ipc_endpoint(self.run_dir, "control_up"), bind=True,
                                      subscribe=(b"heartbeat", b"drained")))

@@ -223,7 +223,7 @@ class Engine:
             audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason)
 
     def _on_failure(self, loaded: LoadedModel, err: Exception) -> None:
-        kind = "cuda" if gpu.is_cuda_error(err) else type(err).__name__
+        kind = "cuda" if gpu.is_cuda_error(err) else "inference"  # closed set (metrics.ERROR_KINDS)
         if self.device == "cuda" and kind == "cuda":
             gpu.release_cuda_cache()
         loaded.breaker.record_failure()

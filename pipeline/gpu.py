@@ -37,6 +37,18 @@ def probe_gpus() -> list[GpuInfo]:
     return infos
 
 
+def device_labels() -> list[str]:
+    """`cuda:N` for every visible device, or `cuda:0` alone where none is (the GPU worker's slot,
+    so its VRAM series reads 0 instead of being absent); the same labels the engine reports."""
+    try:
+        import ctranslate2
+
+        count = ctranslate2.get_cuda_device_count()
+    except Exception:  # no CUDA runtime at all: nothing visible
+        count = 0
+    return [f"cuda:{i}" for i in range(max(1, count))]
+
+
 def select_gpu(min_free_bytes: int, probe: Callable[[], list[GpuInfo]] = probe_gpus) -> GpuInfo:
     """The GPU with the most free memory, if it has at least `min_free_bytes` free."""
     gpus = probe()

@@ -7,6 +7,8 @@ Names follow `stt_<thing>_<unit>`; utterance ids are never labels.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -47,6 +49,41 @@ STAGE_UP = Gauge("stt_stage_up", "1 when the stage is READY or RUNNING", ["stage
 STAGE_FAILED = Gauge("stt_stage_failed", "1 when the supervisor gave up on the stage", ["stage"], multiprocess_mode="livemax")
 ACTIVE_WORKER = Gauge("stt_active_worker", "1 for the worker utterances are routed to", ["worker"], multiprocess_mode="livemax")
 FAILOVERS = Counter("stt_worker_switches_total", "Active worker changes", ["from_worker", "to_worker"])
+
+
+# Closed label sets: known in advance, so every series can exist (at 0) before the first event.
+ERROR_KINDS = ("load", "warmup", "cuda", "inference")  # stt_errors_total{error}; logs carry the exception
+OUTCOMES = ("ok", "non_speech", "partial", "error")    # stt_transcriptions_total{outcome}
+HANG_REASONS = ("heartbeat_missed", "busy_too_long", "start_timeout", "memory_limit")  # besides exit_N, signal_N
+
+
+def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterable[str], workers: Iterable[str],
+                         gpus: Iterable[str]) -> None:
+    """Every series whose labels are known before any traffic, at 0, from the first scrape on: an
+    alert on `rate(stt_errors_total[5m])` must read 0, not "no data". Called by the supervisor,
+    which lives as long as the pipeline (a counter's 0 from it sums with the stages' values; a
+    livemax gauge's 0 is overridden by any live stage's value)."""
+    for device, models in models_by_device.items():
+        for model in models:
+            LATENCY.labels(model, device)
+            for outcome in OUTCOMES:
+                TRANSCRIPTIONS.labels(model, device, outcome)
+            for kind in ERROR_KINDS:
+                ERRORS.labels(model, device, kind)
+    for gpu in gpus:
+        VRAM_USAGE.labels(gpu).set(0)
+    for stage in stages:
+        STAGE_UP.labels(stage).set(0)
+        STAGE_FAILED.labels(stage).set(0)
+        for reason in HANG_REASONS:
+            STAGE_RESTARTS.labels(stage, reason)
+    for worker in workers:
+        ACTIVE_WORKER.labels(worker).set(0)
+        MODELS_LOADED.labels(worker).set(0)
+    for metric in (PUBLISHED, DUPLICATES, NON_SPEECH, PARTIALS_PUBLISHED, E2E_LATENCY):
+        metric.labels("sink")
+    UTTERANCES.labels("vad", "silence")
+    QUEUE_DEPTH.labels("vad").set(0)
 
 
 def mark_dead(pid: int | None) -> None:

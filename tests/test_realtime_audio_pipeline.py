@@ -107,4 +107,5 @@ def test_live_microphone_french_sentences_partials_and_silence(pulse, run_dir, s
     report = {"end_of_speech_to_final_ms": [round(x) for x in latencies_ms],
               "p50_ms": round(statistics.median(latencies_ms)), "partials": len(partials)}
     print(json.dumps(report))
-    assert all(0 < x < 5000 for x in latencies_ms), report
+    # Causality, not speed (that is bench.live_latency's job): no final before its speech ended.
+    assert all(x > 0 for x in latencies_ms), report

@@ -1,0 +1,103 @@
+"""Metrics exist from the first scrape, and a real Prometheus server scrapes and queries them.
+
+The pipeline listens to a silent file and keeps running, so nothing has happened yet when /ready
+first answers 200: every series named below must already be there, at 0. Then Debian's
+`prometheus` (started here on a loopback port it picks itself) scrapes LUXA, and its HTTP API
+must answer for the original request's four metric names, and `rate(stt_errors_total[...])` must
+be 0, not "no data".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.parse
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline import metrics as luxa_metrics
+from tests.conftest import wait_until
+from tests.integration.harness import pipeline_config
+from tests.integration.test_metrics import get, samples, value
+from tests.unit.test_dashboard import dashboard_exprs
+
+pytestmark = pytest.mark.slow
+ORIGINAL_NAMES = ("stt_transcriptions_total", "stt_errors_total", "stt_latency_seconds", "stt_vram_usage_bytes")
+
+
+@pytest.fixture
+def quiet_pipeline(run_dir, start_pipeline, tmp_path):
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(16000, dtype=np.float32), 16000)
+    pipeline = start_pipeline(pipeline_config(run_dir), "--source", str(silence), "--keep-running")
+    url = pipeline.metrics_url()
+    wait_until(lambda: get(f"{url}/ready")[0] == 200, 120, what="/ready to answer 200")
+    return url
+
+
+def test_every_known_series_is_at_zero_in_the_first_scrape_after_ready(quiet_pipeline):
+    status, body = get(f"{quiet_pipeline}/metrics")
+    assert status == 200
+    m = samples(body.decode())
+    for device in ("cpu", "cuda"):  # both workers are configured; the GPU one cannot start here
+        for outcome in luxa_metrics.OUTCOMES:
+            assert ("stt_transcriptions_total", (("device", device), ("model", "base"), ("outcome", outcome))) in m
+        for kind in luxa_metrics.ERROR_KINDS:
+            assert m[("stt_errors_total", (("device", device), ("error", kind), ("model", "base")))] == 0
+        assert ("stt_latency_seconds_count", (("device", device), ("model", "base"))) in m
+    assert value(m, "stt_transcriptions_total", outcome="ok") == 0
+    assert m[("stt_vram_usage_bytes", (("device", "cuda:0"),))] == 0
+    for stage in ("capture", "vad", "sink", "transcribe_cpu", "transcribe_gpu"):
+        assert ("stt_stage_restarts_total", (("reason", "heartbeat_missed"), ("stage", stage))) in m, stage
+    assert ("stt_transcripts_published_total", (("stage", "sink"),)) in m
+
+
+@pytest.fixture
+def prometheus(tmp_path, quiet_pipeline):
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("Debian's prometheus is not installed (scripts/setup --test installs it)")
+    target = urllib.parse.urlsplit(quiet_pipeline).netloc
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n"
+        f"scrape_configs:\n  - job_name: luxa\n    static_configs:\n      - targets: ['{target}']\n")
+    log = open(tmp_path / "prometheus.log", "w+")
+    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:0"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        address = wait_until(lambda: _listening_on(tmp_path / "prometheus.log"), 30, what="prometheus to listen")
+        wait_until(lambda: get(f"http://{address}/-/ready")[0] == 200, 30, what="prometheus to be ready")
+        yield f"http://{address}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def _listening_on(log_path) -> str | None:
+    found = re.search(r'msg="Listening on" address=(127\.0\.0\.1:\d+)', log_path.read_text())
+    return found.group(1) if found else None
+
+
+def query(prometheus_url: str, expr: str) -> list[dict]:
+    status, body = get(f"{prometheus_url}/api/v1/query?query={urllib.parse.quote(expr)}")
+    reply = json.loads(body)
+    assert status == 200 and reply["status"] == "success", reply
+    return reply["data"]["result"]
+
+
+def test_a_real_prometheus_scrapes_the_original_metric_names(prometheus):
+    wait_until(lambda: query(prometheus, 'up{job="luxa"} == 1'), 60, what="prometheus to scrape LUXA")
+    for name in ORIGINAL_NAMES:
+        series = query(prometheus, name if name != "stt_latency_seconds" else f"{name}_count")
+        assert series, f"prometheus has no {name}"
+    # Two scrapes later a rate exists, and it is 0: an alert sees "no errors", not "no data".
+    rates = wait_until(lambda: query(prometheus, "sum(rate(stt_errors_total[5s]))"), 60, what="a rate of errors")
+    assert float(rates[0]["value"][1]) == 0
+    for expr in dashboard_exprs():  # the shipped Grafana dashboard's queries are valid PromQL here
+        query(prometheus, expr)
