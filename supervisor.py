@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import frames, gpu, topology
+from pipeline import frames, topology
 from pipeline.config import PipelineConfig, load_config_or_exit, write_snapshot
 from pipeline.durable import clear_state
 from pipeline.exitcodes import ExitCode, describe
@@ -24,6 +24,7 @@ from pipeline.logs import configure_logging, get_logger
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active
 from pipeline.procs import StageProcess, child_env, kill, rss_mib, stage_command, stop_all
 from pipeline.testmode import TEST_RECORDING, TestModeCheck
+from pipeline.transcription import gpu
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
 ROOT = Path(__file__).resolve().parent

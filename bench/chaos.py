@@ -31,9 +31,9 @@ from pathlib import Path
 
 import soundfile
 
+from pipeline.harness.pipeline_process import PipelineProcess, pid_alive, pipeline_config
+from pipeline.harness.waiting import wait_until
 from pipeline.topology import WORKERS
-from tests.conftest import wait_until
-from tests.integration.harness import PipelineProcess, pid_alive, pipeline_config
 
 STAGES = ("capture", "vad", "transcribe_gpu", "transcribe_cpu", "sink")
 OUT = Path(__file__).resolve().parent / "out"

@@ -17,11 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
-import os
 import struct
-import subprocess
-import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -32,10 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import frames, topology
-from pipeline.config import parse_config, write_snapshot
+from pipeline.config import parse_config
+from pipeline.harness.lone_stage import LoneStage
+from pipeline.harness.waiting import wait_until
 from pipeline.runner import CONTROL_KINDS
-from pipeline.transport import Poller, PortSpec, Transport, recv_parts, send_raw
-from tests.conftest import wait_until
+from pipeline.transport import Poller, PortSpec, recv_parts, send_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 _SCALARS = {int: st.one_of(st.integers(-(2**63), 2**64 - 1), st.sampled_from([0, 1, -1, 8000, 16000, 384000])),
@@ -138,74 +135,6 @@ def expected_malformed(parts: list[bytes], kinds: tuple[str, ...]) -> bool:
 
 
 # -- one stage process, with this process as its supervisor and peers -------------------------
-
-class LoneStage:
-    """`python -m stages.<module>` on a private run dir; its heartbeats, metrics and logs observed."""
-
-    def __init__(self, run_dir: Path, module: str, *args: str, config: dict | None = None) -> None:
-        self.run_dir = run_dir
-        self.prom = run_dir / "prom"
-        self.prom.mkdir(parents=True, exist_ok=True)
-        cfg = parse_config({"run_dir": str(run_dir), **(config or {})})
-        write_snapshot(cfg, run_dir / "config.json")
-        self.transport = Transport()
-        self.up = self.transport.open(PortSpec("sub", f"ipc://{run_dir}/control_up.sock", bind=True,
-                                               subscribe=(b"heartbeat",)))
-        self.down = self.transport.open(PortSpec("xpub", f"ipc://{run_dir}/control_down.sock", bind=True))
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.prom)}
-        self.proc = subprocess.Popen([sys.executable, "-m", f"stages.{module}", "--config",
-                                      str(run_dir / "config.json"), *args], cwd=ROOT, env=env,
-                                     stderr=open(run_dir / "stage.log", "wb"))
-        wait_until(self._ready, 120, what=f"{module} READY")
-
-    def _ready(self) -> bool:
-        for sock in Poller([self.up]).readable(0.1):
-            hb = frames.decode(recv_parts(sock))
-            if hb.pid == self.proc.pid and hb.state in ("ready", "running"):
-                return True
-        assert self.proc.poll() is None, self.log()
-        return False
-
-    def wait_subscribed(self, count: int) -> None:
-        """XPUB hears each subscription: real synchronisation, no slow-joiner guess."""
-        seen = []
-        wait_until(lambda: seen.extend(recv_parts(s)[0] for s in Poller([self.down]).readable(0.1)) or len(seen) >= count,
-                   30, what="stage subscriptions")
-
-    def peer(self, spec: PortSpec):
-        return self.transport.open(spec)
-
-    def counter(self, name: str, **labels: str) -> float:
-        from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(self.prom))
-        return sum(s.value for fam in registry.collect() for s in fam.samples
-                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
-
-    def handled(self, stage: str) -> float:
-        """Every message the runner took: decoded and passed on, or counted malformed."""
-        return self.counter("stt_frames_in_total", stage=stage) + self.counter("stt_frames_malformed_total", stage=stage)
-
-    def log(self) -> str:
-        return (self.run_dir / "stage.log").read_text(errors="replace")
-
-    def log_count(self, event: str, **fields: str) -> int:
-        count = 0
-        for line in self.log().splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            count += e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
-        return count
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        self.transport.close()
-
 
 def fuzz_port(stage: LoneStage, stage_name: str, sock, port: str, kinds: tuple[str, ...], examples: int,
               avoid: tuple[str, ...] = (), topics: tuple[bytes, ...] = (), timeout_s: float = 600,

@@ -21,10 +21,10 @@ import numpy as np
 
 from bench.corpus import ensure_installed, load_prompts
 from bench.run import pick
-from tests.conftest import wait_until
-from tests.integration.harness import PipelineProcess, pipeline_config
-from tests.pulse import PulseServer
-from tests.test_realtime_audio_pipeline import speech_end_s
+from pipeline.harness.pipeline_process import PipelineProcess, pipeline_config
+from pipeline.harness.pulse import PulseServer
+from pipeline.harness.speech import speech_end_s
+from pipeline.harness.waiting import wait_until
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ import yaml
 
 from bench.corpus import write_stream
 from bench.wer import corpus_wer
+from pipeline.harness.pipeline_process import PipelineProcess, pid_alive
+from pipeline.harness.waiting import wait_until
 from pipeline.procs import rss_mib
-from tests.conftest import wait_until
-from tests.integration.harness import PipelineProcess, pid_alive
 
 PAUSE_S = 1.0  # silence between prompts: utterances end the way they do at a microphone, by silence
 

@@ -26,8 +26,8 @@ from bench.corpus import ensure_installed, load_prompts
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
 from pipeline.config import load_config
-from pipeline.engine import Engine
-from pipeline.models import resolve_model
+from pipeline.transcription.engine import Engine
+from pipeline.transcription.models import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

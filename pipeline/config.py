@@ -270,7 +270,7 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _models_confined(self) -> PipelineConfig:
         """A chain entry is a registered name or a directory inside the configured model dirs."""
-        from pipeline.models import REGISTRY  # a leaf module; imported here to keep config first
+        from pipeline.transcription.models import REGISTRY  # a leaf module; imported here to keep config first
 
         roots = [self.models_cache_dir().resolve(), *(Path(d).expanduser().resolve() for d in self.models.allowed_dirs)]
         for worker in ("gpu", "cpu"):

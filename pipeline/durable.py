@@ -13,6 +13,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+
 def clear_state(paths: tuple[Path, ...]) -> None:
     """A new supervisor session starts with no leftovers from the previous one."""
     for path in paths:

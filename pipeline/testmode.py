@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from pipeline import frames
-from pipeline.hallucination import normalise
+from pipeline.transcription.hallucination import normalise
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TEST_RECORDING = ASSETS / "test_fr.wav"

@@ -20,12 +20,12 @@ from pipeline import frames, metrics, topology
 from pipeline.audio import AudioInputError
 from pipeline.cli import stage_main
 from pipeline.config import LibraryConfig, PipelineConfig, TranscribeConfig, WorkerConfig
-from pipeline.engine import NoModelError
 from pipeline.exitcodes import ExitCode
-from pipeline.gpu import GpuUnavailableError
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageStartError
 from pipeline.stt import RobustSTTManager
+from pipeline.transcription.engine import NoModelError
+from pipeline.transcription.gpu import GpuUnavailableError
 from pipeline.transport import PortSpec
 
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again

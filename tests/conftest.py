@@ -1,10 +1,12 @@
-"""Shared fixtures: data paths, a fake clock, short ipc run dirs, wait_until, log capture."""
+"""Shared fixtures: data paths, a fake clock, short ipc run dirs, log capture, a pipeline starter.
+
+What tests share with the benchmarks (starting a pipeline, waiting on a condition, ...) lives in
+`pipeline/harness/`, not here."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -52,18 +54,6 @@ def log_capture():
     structlog.reset_defaults()
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):
-    """Poll `predicate` against a deadline (circus's poll_for); returns its truthy value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
-
-
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/data/recordings/*.golden.json")
 
@@ -76,7 +66,7 @@ def update_golden(request) -> bool:
 @pytest.fixture
 def start_pipeline(run_dir):
     """Starts `python supervisor.py` (tests/integration/harness.py); stops it and its stages after."""
-    from tests.integration.harness import PipelineProcess
+    from pipeline.harness.pipeline_process import PipelineProcess
 
     started: list[PipelineProcess] = []
 

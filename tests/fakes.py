@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.gpu import GpuInfo
+from pipeline.transcription.gpu import GpuInfo
 
 
 @dataclass

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import soundfile
 
+from pipeline.harness.pipeline_process import ROOT, PipelineProcess, pipeline_config
+from pipeline.harness.pulse import PulseServer
+from pipeline.harness.scrape import samples, value
+from pipeline.harness.speech import speech_end_s
+from pipeline.harness.waiting import wait_until
 from pipeline.testmode import keyword_hits
-from tests.conftest import wait_until
-from tests.integration.harness import ROOT, PipelineProcess, pipeline_config
-from tests.integration.test_metrics import samples, value
-from tests.pulse import PulseServer
 
 pytestmark = pytest.mark.slow
 AUDIO = ROOT / "tests" / "data" / "audio"
@@ -44,13 +45,6 @@ def pulse():
         pytest.skip(f"PulseAudio cannot start here: {err}")
     yield server
     server.stop()
-
-
-def speech_end_s(wav: Path) -> float:
-    """Where the voice really stops in the file (last sample above -34 dBFS)."""
-    audio, rate = soundfile.read(wav, dtype="float32")
-    loud = np.flatnonzero(np.abs(audio) > 0.02)
-    return (loud[-1] + 1) / rate
 
 
 def silence_and_noise(path: Path) -> Path:

@@ -10,12 +10,12 @@ from dataclasses import replace
 
 import pytest
 
-from bench.fuzz import LoneStage
 from pipeline import frames, topology
+from pipeline.harness.lone_stage import LoneStage
+from pipeline.harness.pipeline_process import ROOT
+from pipeline.harness.waiting import wait_until
 from pipeline.keys import generate
 from pipeline.transport import HandshakeWatch, Poller, PortSpec, Transport, generate_certificates, recv_parts, send
-from tests.conftest import wait_until
-from tests.integration.harness import ROOT
 
 
 def _free_port() -> int:

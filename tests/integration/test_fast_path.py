@@ -5,8 +5,8 @@ import pytest
 from bench.wer import edit_distance, words
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig, TranscribeConfig
-from pipeline.engine import Engine
-from tests.integration.harness import ROOT
+from pipeline.harness.pipeline_process import ROOT
+from pipeline.transcription.engine import Engine
 
 pytestmark = pytest.mark.slow
 RECORDINGS = sorted((ROOT / "tests" / "data" / "audio").glob("fr-*.wav"))

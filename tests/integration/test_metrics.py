@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.audio import load_audio
-from tests.integration.harness import ROOT, pipeline_config
+from pipeline.harness.pipeline_process import ROOT, pipeline_config
+from pipeline.harness.scrape import get, samples, value
 
 pytestmark = pytest.mark.slow
 AUDIO = ROOT / "tests" / "data" / "audio"
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-def samples(text: str) -> dict[tuple, float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(metrics: dict, name: str, **labels) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    return sum(v for (n, l), v in metrics.items() if n == name and set(labels.items()) <= set(l))
 
 
 def make_broken_model(folder: Path) -> Path:

@@ -15,9 +15,9 @@ import pytest
 import soundfile
 
 from pipeline.audio import load_audio
+from pipeline.harness.pipeline_process import ROOT
 from pipeline.stt import RobustSTTManager, VADManager
 from pipeline.testmode import keyword_hits
-from tests.integration.harness import ROOT
 
 pytestmark = pytest.mark.slow
 AUDIO = ROOT / "tests" / "data" / "audio"

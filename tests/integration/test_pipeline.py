@@ -13,10 +13,10 @@ import soundfile
 import soxr
 
 from pipeline import topology
+from pipeline.harness.pipeline_process import ROOT, pid_alive, pipeline_config
+from pipeline.harness.waiting import wait_until
 from pipeline.testmode import keyword_hits
 from pipeline.transport import PortSpec, Transport, send_raw
-from tests.conftest import wait_until
-from tests.integration.harness import ROOT, pid_alive, pipeline_config
 
 pytestmark = pytest.mark.slow
 AUDIO = ROOT / "tests" / "data" / "audio"

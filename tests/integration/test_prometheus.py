@@ -20,9 +20,9 @@ import pytest
 import soundfile
 
 from pipeline import metrics as luxa_metrics
-from tests.conftest import wait_until
-from tests.integration.harness import pipeline_config
-from tests.integration.test_metrics import get, samples, value
+from pipeline.harness.pipeline_process import pipeline_config
+from pipeline.harness.scrape import get, samples, value
+from pipeline.harness.waiting import wait_until
 from tests.unit.test_dashboard import dashboard_exprs
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from pipeline.harness.pipeline_process import ROOT
 from pipeline.stt import RobustSTTManager
 from pipeline.testmode import keyword_hits
-from tests.integration.harness import ROOT
 
 pytestmark = pytest.mark.slow
 DATA = ROOT / "tests" / "data"

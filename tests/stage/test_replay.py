@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hallucination import normalise
 from pipeline.recording import read_frames
+from pipeline.transcription.hallucination import normalise
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = ROOT / "tests" / "data" / "recordings"

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.audio import (AudioTooLongError, EmptyAudioError, NonFiniteAudioError, UndecodableAudioError,
-                            load_audio)
+from pipeline.audio import AudioTooLongError, EmptyAudioError, NonFiniteAudioError, UndecodableAudioError, load_audio
 from pipeline.testmode import TEST_RECORDING
 
 

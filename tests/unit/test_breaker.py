@@ -1,4 +1,4 @@
-from pipeline.breaker import BreakerState, CircuitBreaker
+from pipeline.transcription.breaker import BreakerState, CircuitBreaker
 
 
 def test_opens_after_consecutive_failures_then_lets_one_trial_through(fake_clock):

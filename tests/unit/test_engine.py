@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from pipeline.breaker import BreakerState
 from pipeline.config import TranscribeConfig, WorkerConfig
-from pipeline.engine import Engine, NoModelError
-from pipeline.gpu import GpuUnavailableError
+from pipeline.transcription.breaker import BreakerState
+from pipeline.transcription.engine import Engine, NoModelError
+from pipeline.transcription.gpu import GpuUnavailableError
 from tests.fakes import CudaOutOfMemory, FakeSegment, FakeWhisper, factory, gpus
 
 AUDIO = np.zeros(16000, dtype=np.float32)

@@ -1,4 +1,4 @@
-from pipeline.fastpath import _cut_at_audio_end, _reject_reason, repeats, window_s
+from pipeline.transcription.fastpath import _cut_at_audio_end, _reject_reason, repeats, window_s
 
 TS = 50364  # timestamp_begin of the multilingual tokenizer
 

@@ -7,9 +7,9 @@ import sys
 import time
 
 from pipeline.config import parse_config
+from pipeline.harness.waiting import wait_until
 from pipeline.procs import StageProcess, rss_mib
 from supervisor import Supervisor
-from tests.conftest import wait_until
 
 CFG = parse_config({"supervisor": {"heartbeat_interval_s": 1.0, "heartbeat_liveness": 3, "max_busy_s": 5,
                                    "start_timeout_s": 20}})

@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline import models
-from pipeline.models import REGISTRY, ModelUnavailableError, resolve_model, sha256_of
+from pipeline.transcription import models
+from pipeline.transcription.models import REGISTRY, ModelUnavailableError, resolve_model, sha256_of
 
 
 def test_base_is_assembled_once_and_verified(tmp_path):

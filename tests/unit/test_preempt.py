@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from pipeline.harness.waiting import wait_until
 from pipeline.runner import Stage, StageRunner
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, send_raw
-from tests.conftest import wait_until
 
 
 class SlowPartialStage(Stage):

@@ -7,10 +7,10 @@ import pytest
 
 from pipeline.audio import AudioInputError
 from pipeline.config import TranscribeConfig
-from pipeline.engine import NoModelError
-from pipeline.gpu import GpuUnavailableError
 from pipeline.stt import RobustSTTManager
 from pipeline.testmode import TEST_RECORDING
+from pipeline.transcription.engine import NoModelError
+from pipeline.transcription.gpu import GpuUnavailableError
 from tests.fakes import CudaOutOfMemory, FakeWhisper, factory, gpus
 
 # No speech gate: these tests are about the engine paths, fed silence (tests/integration has the gate).

@@ -15,14 +15,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline import gpu, metrics
+from pipeline import metrics
 from pipeline.audio import TARGET_RATE_HZ
-from pipeline.breaker import CircuitBreaker
 from pipeline.config import TranscribeConfig, WorkerConfig
-from pipeline.fastpath import FastDecoder
-from pipeline.hallucination import SegmentSignal, non_speech_reason, speech_segments
 from pipeline.logs import get_logger
-from pipeline.models import resolve_model
+from pipeline.transcription import gpu
+from pipeline.transcription.breaker import CircuitBreaker
+from pipeline.transcription.fastpath import FastDecoder
+from pipeline.transcription.hallucination import SegmentSignal, non_speech_reason, speech_segments
+from pipeline.transcription.models import resolve_model
 
 WARMUP_S = 1.0
 PARTIAL_OPTIONS = {"beam_size": 1, "temperature": 0.0, "without_timestamps": True}

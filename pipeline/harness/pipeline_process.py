@@ -19,10 +19,8 @@ import yaml
 
 from pipeline import frames, topology
 from pipeline.config import load_config
+from pipeline.harness.waiting import ROOT, wait_until
 from pipeline.transport import Poller, PortSpec, Transport, recv_parts
-from tests.conftest import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def pipeline_config(run_dir: Path, **sections) -> dict:
