@@ -20,8 +20,9 @@ from pipeline import frames, topology
 from pipeline.config import PipelineConfig, load_config_or_exit, write_snapshot
 from pipeline.durable import clear_state
 from pipeline.exitcodes import ExitCode, describe
+from pipeline.lifecycle import StageState
 from pipeline.logs import configure_logging, get_logger
-from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active
+from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active, hang_reason, memory_reason
 from pipeline.procs import StageProcess, child_env, kill, rss_mib, stage_command, stop_all
 from pipeline.testmode import TEST_RECORDING, TestModeCheck
 from pipeline.transcription import gpu
@@ -133,10 +134,15 @@ class Supervisor:
         proc = next((p for p in (self.procs.get(hb.stage), self.spares.get(hb.stage)) if p and p.pid == hb.pid), None)
         if proc is None:
             return  # a heartbeat from a process we already replaced
+        try:
+            state = StageState(hb.state)  # parsed once, here; compared as an enum everywhere after
+        except ValueError:
+            self.log.warning("frame_malformed", port="control_up", reason=f"unknown stage state {hb.state!r}")
+            return
         now = time.monotonic()
-        proc.state, proc.last_heartbeat, proc.busy_since_ns = hb.state, now, hb.busy_since_ns
+        proc.state, proc.last_heartbeat, proc.busy_since_ns = state, now, hb.busy_since_ns
         if proc.standby:
-            if hb.state == "standby" and not proc.ready_reported:
+            if state is StageState.STANDBY and not proc.ready_reported:
                 proc.ready_reported, self.spare_failures[proc.name] = True, 0
                 self.log.info("spare_ready", stage_name=proc.name, pid=proc.pid, start_s=round(now - proc.spawned_at, 3))
             return
@@ -164,13 +170,13 @@ class Supervisor:
                     proc.spawn(self.env, now)
                     self.log.info("stage_spawned", stage_name=proc.name, pid=proc.pid, restarts=proc.restarts)
                 continue
-            reason = self._hang_reason(proc, now) or self._memory_reason(proc)
+            reason = self._failure_seen(proc, now)
             if reason:
                 event = "stage_over_memory" if reason == "memory_limit" else "stage_hung"
                 self.log.error(event, stage_name=proc.name, pid=proc.pid, reason=reason)
                 kill(proc)
                 self._on_failure(proc, None, reason, now)
-            elif proc.state == "standby":  # a promoted spare: resent each pass until it reports starting
+            elif proc.state is StageState.STANDBY:  # a promoted spare: resent each pass until it reports starting
                 self._activate(proc)
         self._update_route()
         # Spares only once the pipeline serves: they would slow the first start down for nothing.
@@ -182,7 +188,7 @@ class Supervisor:
     def _reconcile_spare(self, spare: StageProcess, now: float, serving: bool) -> None:
         """Keep one preloaded spare behind each healthy active process; never give up on spares."""
         if spare.alive:
-            reason = self._hang_reason(spare, now) or self._memory_reason(spare)
+            reason = self._failure_seen(spare, now)
             if reason:
                 kill(spare)
                 self._spare_failed(spare, reason, now)
@@ -197,7 +203,7 @@ class Supervisor:
         self.metrics.mark_dead(spare.pid)
         self.spare_failures[spare.name] += 1
         self.log.warning("spare_failed", stage_name=spare.name, pid=spare.pid, reason=reason)
-        spare.popen, spare.state = None, "down"
+        spare.popen, spare.state = None, StageState.DOWN
         spare.start_at = now + self.policy.backoff.delay_s(self.spare_failures[spare.name])
 
     def _promote_spare(self, dead: StageProcess, now: float, next_spare_after_s: float) -> bool:
@@ -210,28 +216,21 @@ class Supervisor:
         self.procs[dead.name] = spare
         self.spares[dead.name] = StageProcess(dead.name, dead.argv, start_at=now + next_spare_after_s, standby=True)
         self.log.info("spare_promoted", stage_name=spare.name, pid=spare.pid, replaces=dead.pid)
-        if spare.state == "standby":
+        if spare.state is StageState.STANDBY:
             self._activate(spare)  # now; one still preloading is activated when it reports standby
         return True
 
     def _activate(self, proc: StageProcess) -> None:
         send(self.down, frames.Activate(proc.pid, proc.restarts), "supervisor", 0)
 
-    def _hang_reason(self, proc: StageProcess, now: float) -> str | None:
-        if proc.state == "starting":
-            return "start_timeout" if now - proc.spawned_at > self.sup.start_timeout_s else None
-        if now - proc.last_heartbeat > self.sup.heartbeat_liveness * self.sup.heartbeat_interval_s:
-            return "heartbeat_missed"
-        if proc.busy_since_ns and time.monotonic_ns() - proc.busy_since_ns > self.sup.max_busy_s * 1e9:
-            return "busy_too_long"
-        return None
-
-    def _memory_reason(self, proc: StageProcess) -> str | None:
-        limit = self.sup.max_rss_mb.get(proc.name)
-        return "memory_limit" if limit and proc.pid and rss_mib(proc.pid) > limit else None
+    def _failure_seen(self, proc: StageProcess, now: float) -> str | None:
+        """Detect (pure functions of what was observed, pipeline/policy.py); the caller acts."""
+        busy_for_s = (time.monotonic_ns() - proc.busy_since_ns) / 1e9 if proc.busy_since_ns else 0.0
+        return (hang_reason(proc.state, now - proc.spawned_at, now - proc.last_heartbeat, busy_for_s, self.sup)
+                or memory_reason(rss_mib(proc.pid) if proc.pid else 0.0, self.sup.max_rss_mb.get(proc.name)))
 
     def _on_failure(self, proc: StageProcess, code: int | None, reason: str, now: float) -> None:
-        proc.state = "down"
+        proc.state = StageState.DOWN
         self.metrics.STAGE_UP.labels(proc.name).set(0)
         self.metrics.mark_dead(proc.pid)
         decision = self.policy.on_failure(proc.name, code, now)
@@ -284,7 +283,7 @@ class Supervisor:
 
     def status(self, gauges: dict) -> tuple[bool, dict]:
         """Deep health: every stage up, a worker routed, and that worker's engine answered recently."""
-        stages = {n: ("failed" if p.failed else p.state) for n, p in self.procs.items()}
+        stages = {n: ("failed" if p.failed else p.state.value) for n, p in self.procs.items()}
         breakers = {f"{labels['model']}@{labels['device']}": BREAKER_NAMES.get(int(value), "?")
                     for labels, value in gauges.get("stt_breaker_state", [])}
         last_ok = {labels["device"]: value for labels, value in gauges.get("stt_engine_last_success_timestamp_seconds", [])}
@@ -296,7 +295,7 @@ class Supervisor:
         ready = all(self.procs[n].healthy for n in required) and self.active is not None and fresh
         return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active,
                        "pids": {n: p.pid for n, p in self.procs.items() if p.alive},
-                       "spares": {n: p.state for n, p in self.spares.items()},
+                       "spares": {n: p.state.value for n, p in self.spares.items()},
                        "engine_answered_age_s": answered_age_s, "breakers": breakers}
 
 

@@ -55,6 +55,21 @@ def load_audio(source: AudioSource, max_s: float, sample_rate_hz: int | None = N
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def pcm_samples(pcm: bytes, sample_rate_hz: int, max_s: float) -> np.ndarray:
+    """An utterance's wire PCM (mono float32) -> 16 kHz samples for the engine.
+
+    What arrives on a worker's socket is checked once here: anyone who can reach the socket
+    can send anything, and a NaN must be a client error, never an engine failure.
+    """
+    if len(pcm) % 4:
+        raise AudioInputError(f"PCM buffer of {len(pcm)} bytes is not whole float32 samples")
+    samples = np.frombuffer(pcm, dtype=np.float32)
+    _check(samples, sample_rate_hz, max_s)
+    if sample_rate_hz != TARGET_RATE_HZ:
+        samples = soxr.resample(samples, sample_rate_hz, TARGET_RATE_HZ, quality="HQ")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
 def _from_array(array: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     if array.ndim not in (1, 2) or (array.ndim == 2 and array.shape[1] > MAX_CHANNELS):
         raise AudioInputError(f"expected a 1-D or (samples, channels) array, got shape {array.shape}")

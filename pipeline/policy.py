@@ -9,8 +9,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from pipeline.config import RestartConfig
+from pipeline.config import RestartConfig, SupervisorConfig
 from pipeline.exitcodes import ExitCode
+from pipeline.lifecycle import StageState
 
 
 @dataclass(frozen=True)
@@ -106,3 +107,23 @@ def choose_active(healthy: Iterable[str], preference: Iterable[str]) -> str | No
     """
     healthy = set(healthy)
     return next((w for w in preference if w in healthy), None)
+
+
+def hang_reason(state: StageState, since_spawn_s: float, since_heartbeat_s: float, busy_for_s: float,
+                cfg: SupervisorConfig) -> str | None:
+    """Why a live process counts as hung, or None: never READY, silent, or stuck in one call
+    (the runner heartbeats from its main thread while a call runs in its worker thread, and
+    reports since when it is busy: an endless model call shows up here, heartbeats or not)."""
+    if state is StageState.STARTING:
+        return "start_timeout" if since_spawn_s > cfg.start_timeout_s else None
+    if since_heartbeat_s > cfg.heartbeat_liveness * cfg.heartbeat_interval_s:
+        return "heartbeat_missed"
+    if busy_for_s > cfg.max_busy_s:
+        return "busy_too_long"
+    return None
+
+
+def memory_reason(rss_mib: float, limit_mib: int | None) -> str | None:
+    """A stage over its resident-memory limit is replaced like a crashed one (a leak cannot take
+    the machine down)."""
+    return "memory_limit" if limit_mib and rss_mib > limit_mib else None

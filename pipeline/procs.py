@@ -9,6 +9,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from pipeline.lifecycle import StageState
+
 
 @dataclass
 class StageProcess:
@@ -16,7 +18,7 @@ class StageProcess:
     name: str
     argv: list[str]
     popen: subprocess.Popen | None = None
-    state: str = "down"            # last heartbeat state, "down" when not running
+    state: StageState = StageState.DOWN  # from the last heartbeat; DOWN when not running
     spawned_at: float = 0.0
     last_heartbeat: float = 0.0
     busy_since_ns: int = 0
@@ -36,14 +38,14 @@ class StageProcess:
 
     @property
     def healthy(self) -> bool:
-        return self.alive and self.state in ("ready", "running")
+        return self.alive and self.state.serving
 
     def spawn(self, env: dict[str, str], now: float) -> None:
         args = [*self.argv, "--restart-count", str(self.restarts), *(["--standby"] if self.standby else [])]
         # Own session: a Ctrl-C in the terminal reaches only the supervisor, which then stops
         # the stages in order (capture first, so the utterance in flight can finish).
         self.popen = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.state, self.spawned_at, self.last_heartbeat = "starting", now, now
+        self.state, self.spawned_at, self.last_heartbeat = StageState.STARTING, now, now
         self.busy_since_ns, self.start_at, self.ready_reported = 0, None, False
 
 
@@ -85,7 +87,7 @@ def stop_all(procs: list[StageProcess], timeout_s: float) -> None:
         except subprocess.TimeoutExpired:
             proc.popen.kill()
             proc.popen.wait()
-        proc.state = "down"
+        proc.state = StageState.DOWN
 
 
 def kill(proc: StageProcess) -> None:

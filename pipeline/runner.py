@@ -9,7 +9,6 @@ inference (wyoming-faster-whisper uses asyncio.to_thread for the same reason).
 from __future__ import annotations
 
 import concurrent.futures
-import enum
 import os
 import signal
 import time
@@ -20,35 +19,30 @@ from typing import Callable
 from pipeline import frames, metrics
 from pipeline.exitcodes import ExitCode
 from pipeline.frames import Frame, FrameDecodeError
+from pipeline.lifecycle import StageFailed, StageStartError, StageState
 from pipeline.logs import bind_process_context, get_logger
 from pipeline.recording import RecordReader, RecordWriter
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
+__all__ = ["CONTROL", "Output", "Stage", "StageFailed", "StageRunner", "StageStartError", "StageState"]
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
 CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND)
 PREEMPT_CHECK_S = 0.01  # how often a running call for a less urgent input looks for a more urgent one
 
 
-class StageState(enum.Enum):
-    STARTING = "starting"
-    STANDBY = "standby"  # a spare: preloaded, no stage sockets open, waiting for Activate
-    READY = "ready"
-    RUNNING = "running"
-    DRAINING = "draining"
-    STOPPED = "stopped"
-
-
-class StageStartError(Exception):
-    """The stage cannot start; `exit_code` tells the supervisor whether to retry."""
-
-    def __init__(self, message: str, exit_code: ExitCode = ExitCode.TRANSIENT) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 class Stage:
-    """Base class: override what the stage needs. Ports are named PortSpecs."""
+    """What every stage implements; the runner owns sockets, threads, signals and timing.
+
+    A stage names its sockets as *ports*: `inputs` and `outputs` map a port name to a PortSpec
+    (`"utterances"`, `"results"`, ...), and `CONTROL` is the supervisor. Hooks, by role:
+
+    - required: `handle` (and `produce` for a source);
+    - lifecycle: `preload` (heavy, no sockets) -> `start` (durable state) -> ... -> `begin_drain`,
+      `drained` -> `close`;
+    - flow control and timing: `accepts` (backpressure), `sent` (what left), `tick` (timers),
+      `preempt` (cut a long call short).
+    """
 
     name = "stage"
     inputs: dict[str, PortSpec] = {}
@@ -67,6 +61,9 @@ class Stage:
         """Open devices and read durable state; READY is published only after this returns."""
 
     def handle(self, port: str, frame: Frame) -> list[Output]:
+        """One decoded frame read on input `port` (or CONTROL: Route); returns `(port, frame)`
+        pairs to send, in order, on output ports (or CONTROL). Never raises for bad input:
+        count it, log it, drop it. Raises StageFailed when the stage cannot go on."""
         return []
 
     def produce(self, max_wait_s: float) -> list[Output]:
@@ -150,8 +147,7 @@ class StageRunner:
                 code = self._guarded(self.stage.start)
             if code is None:
                 self._set_state(StageState.READY)
-                self._loop()
-                code = ExitCode.CLEAN
+                code = self._serve()
             return code
         finally:
             self._finish(transport)
@@ -201,6 +197,17 @@ class StageRunner:
                 self._log.info("spare_activated")
                 return True
         return False
+
+    def _serve(self) -> int:
+        try:
+            self._loop()
+        except StageFailed as err:
+            return self._cannot_continue(err)
+        return ExitCode.CLEAN
+
+    def _cannot_continue(self, err: StageFailed) -> int:
+        self._log.error("stage_cannot_continue", reason=str(err), exit_code=int(err.exit_code))
+        return err.exit_code
 
     def _loop(self) -> None:
         while True:
@@ -333,9 +340,12 @@ class StageRunner:
             for step in (self.stage.preload, self.stage.start):
                 if (code := self._guarded(step)) is not None:
                     return code
-            for port, frame in self._replay_inputs(in_path):  # lazily: sent() before the next input
-                out.write(port, frames.encode(frame, self.stage.name))
-                self.stage.sent(port, frame)
+            try:
+                for port, frame in self._replay_inputs(in_path):  # lazily: sent() before the next input
+                    out.write(port, frames.encode(frame, self.stage.name))
+                    self.stage.sent(port, frame)
+            except StageFailed as err:
+                return self._cannot_continue(err)
         self.stage.close()
         return ExitCode.CLEAN
 

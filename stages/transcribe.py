@@ -14,17 +14,14 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
-
 from pipeline import frames, metrics, topology
-from pipeline.audio import AudioInputError
+from pipeline.audio import AudioInputError, pcm_samples
 from pipeline.cli import stage_main
-from pipeline.config import LibraryConfig, PipelineConfig, TranscribeConfig, WorkerConfig
+from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
 from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
-from pipeline.runner import Output, Stage, StageStartError
-from pipeline.stt import RobustSTTManager
-from pipeline.transcription.engine import NoModelError
+from pipeline.runner import Output, Stage, StageFailed, StageStartError
+from pipeline.transcription.engine import Engine, NoModelError, Result
 from pipeline.transcription.gpu import GpuUnavailableError
 from pipeline.transport import PortSpec
 
@@ -33,43 +30,50 @@ SPECULATED_KEPT = 8  # speculative answers waiting for their final (one per open
 
 
 class TranscribeStage(Stage):
+    """A transcription worker: utterances in, transcripts out, through its own `Engine`.
+
+    Owns the engine's lifecycle (load and warm up in `preload`, a health probe when idle), the
+    speculative answers decoded during an utterance's closing silence, and the answers already
+    sent (a re-sent utterance is answered again without a second decode).
+    """
+
     def __init__(self, worker: str, worker_cfg: WorkerConfig, cfg: TranscribeConfig, cache_dir: Path,
-                 run_dir: Path, manager: RobustSTTManager | None = None) -> None:
+                 run_dir: Path, engine: Engine | None = None) -> None:
         self.name = worker
         self.cfg = cfg
         # Order is priority: a waiting final is always taken before a waiting partial.
         self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False, kinds=("utterance",)),
                        "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1,
                                             kinds=("utterance",))}
-        self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
-        self._speculated: OrderedDict[str, tuple[int, dict]] = OrderedDict()  # utt_id -> (samples, result)
         self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
+        self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
+        self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
         # The CPU fallback is the other worker's job: this process never loads a second chain.
-        # No speech gate of its own: the VAD stage has already decided this is speech.
-        self.manager = manager or RobustSTTManager(LibraryConfig.of(cfg, use_vad=False), device=worker_cfg.device,
-                                                   cpu_fallback=False,
-                                                   cache_dir=cache_dir, name=worker)
+        self.engine = engine or Engine(worker_cfg, cfg, cache_dir)
         self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()
 
     def preload(self) -> None:
         started = time.perf_counter()
         try:
-            self.manager.initialize_now()
+            self.engine.load()
+            self.engine.warm_up()
         except GpuUnavailableError as err:
             raise StageStartError(str(err), ExitCode.GPU_UNAVAILABLE) from None
         except NoModelError as err:
             raise StageStartError(str(err), self.exit_code) from None
-        models = self.manager.get_metrics()["models_loaded"]
+        models = [f"{m.name}@{self.engine.device}" for m in self.engine.models]
         metrics.MODELS_LOADED.labels(self.name).set(len(models))
         self.log.info("worker_warm", models=models, load_and_warmup_s=round(time.perf_counter() - started, 3))
 
     def preempt(self) -> None:
         """A final or speculative copy waits behind a partial: the partial stops after encoding."""
-        if self.manager.engine is not None:
-            self.manager.engine.preempt_partial()
+        self.engine.preempt_partial()
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
+        """A final gets exactly one answer on `results` (an empty one for unusable audio, so the
+        VAD stops re-sending it); a speculative copy gets none (its answer is kept for the final);
+        a partial gets interim text or nothing. Raises StageFailed when no model can answer."""
         if not isinstance(frame, frames.Utterance):
             return []
         if frame.is_partial:
@@ -82,18 +86,17 @@ class TranscribeStage(Stage):
             return [("results", self._recent[frame.utt_id])]
         try:
             result, ahead = self._final_result(frame)
-        except AudioInputError:  # counted and logged (once) by the manager
-            return [("results", self._remember(_empty(frame, self.name, self.manager.engine.device)))]
+        except AudioInputError:  # counted and logged (once) in _decode
+            return [("results", self._remember(_empty(frame, self.name, self.engine.device)))]
         except NoModelError as err:
-            self._give_up(str(err))
-        self.log.info("utterance_transcribed", utt_id=frame.utt_id, model=result["model_used"], speculated=ahead,
-                      audio_s=round(result["metrics"]["audio_duration"], 3),
-                      inference_s=round(result["processing_time"], 3), rtf=round(result["metrics"]["rtf"], 3),
-                      queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result["processing_time"]), 3),
-                      non_speech=result["non_speech_reason"])
+            raise self._failed(str(err)) from None
+        self.log.info("utterance_transcribed", utt_id=frame.utt_id, model=result.model_used, speculated=ahead,
+                      audio_s=round(result.audio_duration_s, 3), inference_s=round(result.processing_time_s, 3),
+                      rtf=round(result.rtf, 3), non_speech=result.non_speech_reason,
+                      queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result.processing_time_s), 3))
         return [("results", self._remember(self._transcript(frame, result)))]
 
-    def _final_result(self, frame: frames.Utterance) -> tuple[dict, bool]:
+    def _final_result(self, frame: frames.Utterance) -> tuple[Result, bool]:
         """(result, whether it was decoded ahead, during the closing silence)."""
         ahead = self._speculated.pop(frame.utt_id, None)
         if ahead is not None and frame.speculated_samples and ahead[0] == frame.speculated_samples:
@@ -101,8 +104,14 @@ class TranscribeStage(Stage):
             return ahead[1], True  # only silence followed the speculative copy: its answer stands
         return self._decode(frame), False
 
-    def _decode(self, frame: frames.Utterance, partial: bool = False) -> dict:
-        return self.manager.transcribe_now(_pcm_array(frame.pcm), sample_rate_hz=frame.sample_rate_hz, partial=partial)
+    def _decode(self, frame: frames.Utterance, partial: bool = False) -> Result:
+        try:
+            samples = pcm_samples(frame.pcm, frame.sample_rate_hz, self.cfg.max_audio_s)
+        except AudioInputError as err:
+            metrics.BAD_INPUT.labels(self.name, err.reason).inc()
+            self.log.warning("audio_rejected", utt_id=frame.utt_id, reason=err.reason, error=str(err))
+            raise
+        return self.engine.transcribe(samples, partial=partial)
 
     def _speculate(self, frame: frames.Utterance) -> list[Output]:
         """A final-quality decode while the closing silence runs; kept for the final, never sent."""
@@ -125,21 +134,21 @@ class TranscribeStage(Stage):
             return []
         try:
             result = self._decode(frame, partial=True)
-        except AudioInputError:  # counted and logged (once) by the manager
+        except AudioInputError:  # counted and logged (once) in _decode
             return []
         except NoModelError as err:
             self.log.warning("partial_dropped", utt_id=frame.utt_id, error=str(err))
             return []
-        if result["non_speech_reason"] == "preempted":
-            self.log.info("partial_preempted", utt_id=frame.utt_id, audio_s=round(result["metrics"]["audio_duration"], 3))
-        return [("results", self._transcript(frame, result))] if result["is_speech"] else []
+        if result.non_speech_reason == "preempted":
+            self.log.info("partial_preempted", utt_id=frame.utt_id, audio_s=round(result.audio_duration_s, 3))
+        return [("results", self._transcript(frame, result))] if result.is_speech else []
 
-    def _transcript(self, frame: frames.Utterance, result: dict) -> frames.Transcript:
-        segments = [{"start_s": s["start"], "end_s": s["end"], "text": s["text"]} for s in result["segments"]]
+    def _transcript(self, frame: frames.Utterance, result: Result) -> frames.Transcript:
         return frames.Transcript(
-            frame.utt_id, result["text"], result["language"], segments, result["model_used"], result["device"],
-            self.name, result["metrics"]["audio_duration"], result["processing_time"], result["metrics"]["rtf"],
-            result["is_speech"], frame.t_closed_wall_s, is_partial=frame.is_partial,
+            utt_id=frame.utt_id, text=result.text, language=result.language, segments=result.segments,
+            model_used=result.model_used, device=result.device, worker=self.name,
+            audio_duration_s=result.audio_duration_s, processing_time_s=result.processing_time_s, rtf=result.rtf,
+            is_speech=result.is_speech, t_closed_wall_s=frame.t_closed_wall_s, is_partial=frame.is_partial,
             start_s=frame.start_s, end_s=frame.end_s)
 
     def _remember(self, transcript: frames.Transcript) -> frames.Transcript:
@@ -150,31 +159,25 @@ class TranscribeStage(Stage):
 
     def tick(self, now_ns: int) -> list[Output]:
         """Idle for a while: prove the engine still answers (what /ready reports)."""
-        engine = self.manager.engine
-        if engine is not None and time.monotonic() - engine.last_success > self.cfg.health_probe_s:
-            if not engine.probe():
-                self._give_up("health probe failed on every model")
+        if self.engine.models and time.monotonic() - self.engine.last_success > self.cfg.health_probe_s:
+            if not self.engine.probe():
+                raise self._failed("health probe failed on every model")
         return []
 
-    def _give_up(self, reason: str):
+    def _failed(self, reason: str) -> StageFailed:
         """Exit rather than drop: the VAD still holds the utterance and re-sends it elsewhere."""
         self.log.error("worker_failed", error=reason)
-        raise SystemExit(self.exit_code)
+        return StageFailed(reason, self.exit_code)
 
     def close(self) -> None:
-        if self.manager.engine is not None:
-            self.manager.engine.close()
-
-
-def _pcm_array(pcm: bytes) -> np.ndarray:
-    if len(pcm) % 4:
-        raise AudioInputError(f"PCM buffer of {len(pcm)} bytes is not whole float32 samples")
-    return np.frombuffer(pcm, dtype=np.float32)
+        self.engine.close()
 
 
 def _empty(utt: frames.Utterance, worker: str, device: str) -> frames.Transcript:
     """Acknowledges an utterance that cannot be transcribed, so it is not sent again forever."""
-    return frames.Transcript(utt.utt_id, "", "", [], "", device, worker, 0.0, 0.0, 0.0, False, utt.t_closed_wall_s)
+    return frames.Transcript(utt_id=utt.utt_id, text="", language="", segments=[], model_used="", device=device,
+                             worker=worker, audio_duration_s=0.0, processing_time_s=0.0, rtf=0.0, is_speech=False,
+                             t_closed_wall_s=utt.t_closed_wall_s)
 
 
 def make_stage(cfg: PipelineConfig, args) -> TranscribeStage:

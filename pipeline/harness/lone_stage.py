@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline import frames
 from pipeline.config import parse_config, write_snapshot
 from pipeline.harness.waiting import ROOT, wait_until
+from pipeline.lifecycle import StageState
 from pipeline.transport import Poller, PortSpec, Transport, recv_parts
 
 
@@ -37,7 +38,7 @@ class LoneStage:
     def _ready(self) -> bool:
         for sock in Poller([self.up]).readable(0.1):
             hb = frames.decode(recv_parts(sock))
-            if hb.pid == self.proc.pid and hb.state in ("ready", "running"):
+            if hb.pid == self.proc.pid and StageState(hb.state).serving:
                 return True
         assert self.proc.poll() is None, self.log()
         return False

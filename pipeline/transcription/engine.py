@@ -26,6 +26,7 @@ from pipeline.transcription.hallucination import SegmentSignal, non_speech_reaso
 from pipeline.transcription.models import resolve_model
 
 WARMUP_S = 1.0
+MIN_AUDIO_S = 0.1  # shorter than any word: answered as non-speech without running the model
 PARTIAL_OPTIONS = {"beam_size": 1, "temperature": 0.0, "without_timestamps": True}
 
 
@@ -43,6 +44,10 @@ class Result:
     audio_duration_s: float
     processing_time_s: float
     non_speech_reason: str | None = None
+
+    @property
+    def is_speech(self) -> bool:
+        return self.non_speech_reason is None
 
     @property
     def rtf(self) -> float:
@@ -163,6 +168,11 @@ class Engine:
         no timestamps; cheap, and superseded by the final anyway.
         """
         language = language or self.cfg.language
+        if audio.size < MIN_AUDIO_S * TARGET_RATE_HZ:
+            # Found by fuzzing: Whisper on a few ms of audio loops to its length cap (seconds of work).
+            return Result(text="", segments=[], language=language, model_used="", device=self.device,
+                          audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=0.0,
+                          non_speech_reason="too_short")
         for loaded in self.models:
             if not loaded.breaker.allow():
                 continue

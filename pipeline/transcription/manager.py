@@ -29,10 +29,8 @@ from pipeline.audio import AudioInputError, AudioSource, load_audio
 from pipeline.config import LibraryConfig, PipelineConfig, TranscribeConfig
 from pipeline.logs import get_logger
 from pipeline.transcription import gpu
-from pipeline.transcription.engine import Engine, NoModelError, Result, whisper_factory
+from pipeline.transcription.engine import MIN_AUDIO_S, Engine, NoModelError, Result, whisper_factory
 from pipeline.transcription.vad_manager import SpeechSegment, VADManager
-
-MIN_AUDIO_S = 0.1  # shorter than any word: answered as non-speech without running the model
 
 DeviceChoice = Literal["auto", "cuda", "cpu"]
 
@@ -119,10 +117,9 @@ class RobustSTTManager:
         return self._as_dict(result)
 
     def _answer(self, samples: np.ndarray, language: str, partial: bool) -> Result:
-        """Non-speech gates first (length, then VAD), then the engine."""
+        """Non-speech gates first (the VAD; the engine answers audio too short for a word), then the engine."""
         if samples.size < MIN_AUDIO_S * 16000:
-            # Found by fuzzing: Whisper on a few ms of audio loops to its length cap (seconds of work).
-            return self._nothing(samples, language, "too_short")
+            return self._nothing(samples, language, "too_short")  # without running the VAD either
         if hasattr(self.vad_manager, "process_audio"):
             return self._speech_only(samples, self.vad_manager.process_audio(samples), language, partial)
         if not self._has_speech(samples):
