@@ -34,6 +34,9 @@ DEFAULT_CONFIG = ROOT / "config.yaml"
 
 
 class Supervisor:
+    """Owns the processes: spawns the stages (and their spares), watches their heartbeats, carries
+    out the restart and routing decisions of pipeline/policy.py, and stops everything in order."""
+
     def __init__(self, cfg: PipelineConfig, run_dir: Path, print_transcripts: bool, check: TestModeCheck | None,
                  keep_running: bool = False) -> None:
         self.cfg = cfg

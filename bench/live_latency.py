@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.live_latency [--count 24]
 
-Starts the private PulseAudio server of tests/pulse.py, runs `python supervisor.py` on the live
+Starts the private PulseAudio server of pipeline/harness/pulse.py, runs `python supervisor.py` on the live
 microphone path, plays `--count` Debian French prompts one by one into the virtual microphone and
 times each final transcript against the moment the voice really stops in the played file.
 Prints p50/p95 and the partial cadence.

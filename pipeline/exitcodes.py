@@ -4,6 +4,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
+    """What a stage's exit status tells the supervisor to do."""
     CLEAN = 0
     FAILURE = 1        # unexpected crash: restart with backoff
     GPU_UNAVAILABLE = 3  # permanent for that device: fail over to the CPU-model worker

@@ -16,11 +16,13 @@ from pipeline.lifecycle import StageState
 
 @dataclass(frozen=True)
 class Restart:
+    """Start the stage again after `after_s`."""
     after_s: float
 
 
 @dataclass(frozen=True)
 class GiveUp:
+    """Flapping: stop restarting the stage (FAILED, logged, gauged)."""
     reason: str
 
 

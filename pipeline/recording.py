@@ -11,6 +11,7 @@ from pipeline import frames
 
 
 class RecordWriter:
+    """Appends `(port, parts)` records: what `--record` saves and `--replay` reads."""
     def __init__(self, path: Path) -> None:
         self._file = open(path, "wb")
 

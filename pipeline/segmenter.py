@@ -19,6 +19,7 @@ HYSTERESIS = 0.15
 
 @dataclass(frozen=True)
 class Segment:
+    """One closed utterance: where it lies in the stream, its audio, and why it closed."""
     start_sample: int   # in the capture stream
     end_sample: int
     pcm: np.ndarray
@@ -26,6 +27,7 @@ class Segment:
 
 
 class Segmenter:
+    """Windows and their speech probabilities in, closed segments out."""
     def __init__(self, cfg: VadConfig, sample_rate_hz: int) -> None:
         self.cfg = cfg
         self.rate = sample_rate_hz

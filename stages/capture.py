@@ -29,6 +29,9 @@ AUDIO_HWM = 64  # chunks (about 2 s) queued towards the VAD before capture waits
 
 
 class CaptureStage(Stage):
+    """The source: microphone or files to numbered 32 ms AudioChunks; owns the device, the
+    file position and the cursor that lets a restarted capture carry on."""
+
     name = "capture"
     is_source = True
 

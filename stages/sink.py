@@ -32,6 +32,9 @@ def transcript_json(t: frames.Transcript) -> str:
 
 
 class SinkStage(Stage):
+    """Transcripts in, published once on the public topic: owns de-duplication (the published ids,
+    on disk) and the acknowledgements that let the VAD forget an utterance."""
+
     name = "sink"
 
     def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False, join_s: float = 0.0) -> None:

@@ -34,12 +34,16 @@ EOS_KEY = "end-of-stream"  # spool entry: the source is done (survives a restart
 
 @dataclass
 class Pending:
+    """An utterance awaiting its acknowledgement, and when and in which route epoch it was last sent."""
     utterance: frames.Utterance
     sent_ns: int = 0
     sent_epoch: int = -1
 
 
 class VadStage(Stage):
+    """Audio chunks in, utterances out to the routed worker: owns the segmentation, the pending
+    utterances (spooled, re-sent until acknowledged) and the backpressure towards capture."""
+
     name = "vad"
 
     def __init__(self, cfg: VadConfig, sample_rate_hz: int, run_dir: Path, workers: list[str],

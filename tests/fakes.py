@@ -50,3 +50,18 @@ def factory(models: dict[str, FakeWhisper | Exception]):
 
 def gpus(*free_mib: int, total_mib: int = 80000):
     return lambda: [GpuInfo(i, f"Fake GPU {i}", f << 20, total_mib << 20) for i, f in enumerate(free_mib)]
+
+
+class ScriptedVad:
+    """Silero's place in VadStage (pipecat's MockVADAnalyzer): one scripted probability per window."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self.probs = list(probs)
+        self.calls = 0
+
+    def __call__(self, window, rate: int) -> float:
+        self.calls += 1
+        return self.probs.pop(0) if self.probs else 0.0
+
+    def reset(self) -> None:
+        pass

@@ -70,6 +70,7 @@ class Subscriber:
 
 
 class PipelineProcess:
+    """`python supervisor.py` as a child, its stdout, stderr events and a subscriber collected."""
     def __init__(self, run_dir: Path, config: dict, *args: str, env: dict | None = None) -> None:
         self.run_dir = run_dir
         self.config_path = run_dir / "test-config.yaml"

@@ -15,6 +15,7 @@ MODULES = ["--load=module-native-protocol-unix", "--load=module-null-sink sink_n
 
 
 class PulseServer:
+    """A PulseAudio server of its own (private runtime dir), started and stopped by its user."""
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="luxa-pulse-"))
         self.env = {"XDG_RUNTIME_DIR": str(self.dir), "PULSE_RUNTIME_PATH": str(self.dir / "pulse"),

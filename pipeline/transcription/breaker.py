@@ -12,12 +12,14 @@ from typing import Callable
 
 
 class BreakerState(enum.IntEnum):
+    """Values are what `stt_breaker_state` reports."""
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
 
 
 class CircuitBreaker:
+    """Opens after consecutive failures, lets one trial through after a cool-down (clock injected)."""
     def __init__(self, failure_threshold: int = 3, cooldown_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.failure_threshold = failure_threshold

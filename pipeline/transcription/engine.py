@@ -36,6 +36,7 @@ class NoModelError(RuntimeError):
 
 @dataclass
 class Result:
+    """One answer of the engine; `segments` are `{"start_s", "end_s", "text"}` relative to the audio."""
     text: str
     segments: list[dict]
     language: str
@@ -56,6 +57,7 @@ class Result:
 
 @dataclass
 class LoadedModel:
+    """A model of the chain with its breaker (and its fast decoder, for real Whisper models)."""
     name: str
     model: Any
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)

@@ -27,6 +27,7 @@ MIN_UNCLOSED_LOGPROB = -0.3  # 160 prompts: good unclosed texts scored -0.08 to 
 
 @dataclass(frozen=True)
 class FastResult:
+    """A short-window decode and, when the guard refused it, why."""
     text: str
     avg_logprob: float
     no_speech_prob: float

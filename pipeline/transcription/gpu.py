@@ -12,6 +12,7 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """One visible CUDA device and its memory (bytes)."""
     index: int
     name: str
     free_bytes: int

@@ -36,6 +36,7 @@ _ANY_LANGUAGE = ("amara.org",)
 
 @dataclass(frozen=True)
 class SegmentSignal:
+    """What the decoder says of one segment: its text and confidences."""
     text: str
     no_speech_prob: float
     avg_logprob: float

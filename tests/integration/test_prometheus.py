@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ ORIGINAL_NAMES = ("stt_transcriptions_total", "stt_errors_total", "stt_latency_s
 
 
 @pytest.fixture
-def quiet_pipeline(run_dir, start_pipeline, tmp_path):
+def quiet_pipeline(run_dir, start_pipeline, tmp_path) -> str:
+    """A pipeline that has heard nothing yet, just READY; its metrics URL."""
     silence = tmp_path / "silence.wav"
     soundfile.write(silence, np.zeros(16000, dtype=np.float32), 16000)
     pipeline = start_pipeline(pipeline_config(run_dir), "--source", str(silence), "--keep-running")
@@ -39,8 +41,18 @@ def quiet_pipeline(run_dir, start_pipeline, tmp_path):
     return url
 
 
-def test_every_known_series_is_at_zero_in_the_first_scrape_after_ready(quiet_pipeline):
-    status, body = get(f"{quiet_pipeline}/metrics")
+def test_every_known_series_is_at_zero_in_the_first_scrape_then_a_real_prometheus_reads_them(quiet_pipeline,
+                                                                                           tmp_path):
+    first_scrape(quiet_pipeline)
+    prometheus = start_prometheus(tmp_path, quiet_pipeline)
+    try:
+        prometheus_reads_them(prometheus.url)
+    finally:
+        prometheus.stop()
+
+
+def first_scrape(url: str) -> None:
+    status, body = get(f"{url}/metrics")
     assert status == 200
     m = samples(body.decode())
     for device in ("cpu", "cuda"):  # both workers are configured; the GPU one cannot start here
@@ -56,27 +68,37 @@ def test_every_known_series_is_at_zero_in_the_first_scrape_after_ready(quiet_pip
     assert ("stt_transcripts_published_total", (("stage", "sink"),)) in m
 
 
-@pytest.fixture
-def prometheus(tmp_path, quiet_pipeline):
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("Debian's prometheus is not installed (scripts/setup --test installs it)")
-    target = urllib.parse.urlsplit(quiet_pipeline).netloc
-    (tmp_path / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: luxa\n    static_configs:\n      - targets: ['{target}']\n")
-    log = open(tmp_path / "prometheus.log", "w+")
-    proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:0"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        address = wait_until(lambda: _listening_on(tmp_path / "prometheus.log"), 30, what="prometheus to listen")
-        wait_until(lambda: get(f"http://{address}/-/ready")[0] == 200, 30, what="prometheus to be ready")
-        yield f"http://{address}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+class Prometheus:
+    """Debian's prometheus on a loopback port it picks itself, scraping LUXA every second."""
+
+    def __init__(self, tmp_path: Path, target_url: str) -> None:
+        target = urllib.parse.urlsplit(target_url).netloc
+        (tmp_path / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n"
+            f"scrape_configs:\n  - job_name: luxa\n    static_configs:\n      - targets: ['{target}']\n")
+        self._log = open(tmp_path / "prometheus.log", "w+")
+        self._proc = subprocess.Popen([shutil.which("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                                       f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:0"],
+                                      stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            address = wait_until(lambda: _listening_on(tmp_path / "prometheus.log"), 30, what="prometheus to listen")
+            self.url = f"http://{address}"
+            wait_until(lambda: get(f"{self.url}/-/ready")[0] == 200, 30, what="prometheus to be ready")
+        except AssertionError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(30)
+        self._log.close()
+
+
+def start_prometheus(tmp_path: Path, target_url: str) -> Prometheus:
+    if shutil.which("prometheus") is None:
+        pytest.skip("Debian's prometheus is not installed (scripts/setup --test installs it); "
+                    "the first-scrape checks above passed")
+    return Prometheus(tmp_path, target_url)
 
 
 def _listening_on(log_path) -> str | None:
@@ -91,7 +113,7 @@ def query(prometheus_url: str, expr: str) -> list[dict]:
     return reply["data"]["result"]
 
 
-def test_a_real_prometheus_scrapes_the_original_metric_names(prometheus):
+def prometheus_reads_them(prometheus: str) -> None:
     wait_until(lambda: query(prometheus, 'up{job="luxa"} == 1'), 60, what="prometheus to scrape LUXA")
     for name in ORIGINAL_NAMES:
         series = query(prometheus, name if name != "stt_latency_seconds" else f"{name}_count")

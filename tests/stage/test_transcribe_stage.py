@@ -1,0 +1,121 @@
+"""TranscribeStage in-process, with scripted models: answers, re-sends, speculation, preemption,
+breakers and giving up. The real model on real speech runs in tests/integration."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pipeline import frames, metrics
+from pipeline.config import TranscribeConfig, WorkerConfig
+from pipeline.exitcodes import ExitCode
+from pipeline.harness.stage_driver import StageDriver
+from pipeline.lifecycle import StageFailed
+from pipeline.transcription.engine import Engine
+from pipeline.transcription.fastpath import FastResult
+from stages.transcribe import TranscribeStage
+from tests.fakes import FakeWhisper, factory, gpus
+
+SAMPLES = 16000  # 1 s
+
+
+def worker(tmp_path, models: dict, device: str = "cpu", fast_path: bool = False) -> StageDriver:
+    name = "transcribe_gpu" if device == "cuda" else "transcribe_cpu"
+    wcfg = WorkerConfig(device=device, models=list(models))
+    cfg = TranscribeConfig(fast_path=fast_path)
+    engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory(models), gpu_probe=gpus(8000))
+    return StageDriver(TranscribeStage(name, wcfg, cfg, tmp_path, tmp_path, engine=engine))
+
+
+def utterance(utt_id: str = "u1", samples: int = SAMPLES, **fields) -> frames.Utterance:
+    return frames.Utterance(utt_id=utt_id, start_s=2.0, end_s=2.0 + samples / 16000, t_closed_wall_s=time.time(),
+                            sample_rate_hz=16000, pcm=np.full(samples, 0.01, dtype=np.float32).tobytes(), **fields)
+
+
+def test_a_final_gets_one_transcript_built_from_the_engines_result(tmp_path):
+    out = worker(tmp_path, {"cpu-a": FakeWhisper("bonjour")}).send("utterances", utterance())
+    [(port, t)] = out
+    assert port == "results" and isinstance(t, frames.Transcript)
+    assert (t.utt_id, t.text, t.model_used, t.device, t.worker) == ("u1", "bonjour", "cpu-a", "cpu", "transcribe_cpu")
+    assert t.segments == [{"start_s": 0.0, "end_s": 1.0, "text": "bonjour"}] and t.is_speech
+    assert (t.start_s, t.end_s, t.audio_duration_s) == (2.0, 3.0, 1.0) and t.rtf == t.processing_time_s / 1.0
+
+
+def test_a_resent_final_is_answered_again_without_a_second_decode(tmp_path):
+    model = FakeWhisper("bonjour")
+    driver = worker(tmp_path, {"cpu-a": model})
+    first = driver.send("utterances", utterance())
+    calls = model.calls
+    assert driver.send("utterances", utterance()) == first and model.calls == calls
+
+
+def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path):
+    model = FakeWhisper("bonjour")
+    driver = worker(tmp_path, {"cpu-a": model})
+    assert driver.send("utterances", utterance(samples=SAMPLES, speculative=True)) == []  # kept, not sent
+    calls = model.calls
+    [(_, final)] = driver.send("utterances", utterance(samples=SAMPLES + 6400, speculated_samples=SAMPLES))
+    assert final.text == "bonjour" and model.calls == calls  # no second decode
+    driver.send("utterances", utterance("u2", speculative=True))
+    driver.send("utterances", utterance("u2", samples=SAMPLES + 9000, speculated_samples=SAMPLES + 512))
+    assert model.calls == calls + 2  # speech followed the copy: the final is decoded again
+
+
+def test_unusable_audio_is_acknowledged_empty_and_counted(tmp_path):
+    before = metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get()
+    bad = frames.Utterance(utt_id="u1", start_s=0, end_s=1, t_closed_wall_s=0.0, sample_rate_hz=16000, pcm=b"\x00" * 7)
+    [(_, t)] = worker(tmp_path, {"cpu-a": FakeWhisper()}).send("utterances", bad)
+    assert t.is_speech is False and t.text == "" and t.utt_id == "u1"
+    assert metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get() == before + 1
+
+
+def test_a_failing_model_trips_its_breaker_and_the_next_one_answers(tmp_path):
+    broken, good = FakeWhisper(), FakeWhisper("bonjour")
+    driver = worker(tmp_path, {"a": broken, "b": good})
+    broken.fail_with = RuntimeError("decoder exploded")  # after its warm-up
+    for i in range(4):
+        [(_, t)] = driver.send("utterances", utterance(f"u{i}"))
+        assert t.model_used == "b"
+    assert driver.stage.engine.breaker_states() == {"a": "open", "b": "closed"}
+    assert broken.calls == 1 + 3  # its warm-up, then three failures; skipped while open
+
+
+def test_a_worker_whose_every_model_fails_gives_up_with_its_exit_code(tmp_path):
+    for device, code in (("cpu", ExitCode.TRANSIENT), ("cuda", ExitCode.GPU_UNAVAILABLE)):
+        model = FakeWhisper()
+        driver = worker(tmp_path / device, {"only": model}, device=device)
+        model.fail_with = RuntimeError("CUDA failed with error out of memory")
+        with pytest.raises(StageFailed) as failed:
+            driver.send("utterances", utterance())
+        assert failed.value.exit_code == code  # the VAD still holds the utterance: it goes elsewhere
+
+
+class BlockingFastDecoder:
+    """A partial's decode that runs until the engine says it is no longer wanted."""
+
+    def __init__(self) -> None:
+        self.started, self.finished = threading.Event(), threading.Event()
+
+    def decode(self, audio, language, beam_size=1, cancelled=None) -> FastResult:
+        self.started.set()
+        while not cancelled():
+            if self.finished.wait(0.005):  # the test's own bound, in case preempt never comes
+                break
+        return FastResult("", 0.0, 0.0, "preempted" if cancelled() else None)
+
+
+def test_preempt_stops_the_partial_being_decoded_and_nothing_is_sent(tmp_path, log_capture):
+    driver = worker(tmp_path, {"cpu-a": FakeWhisper()})
+    fast = driver.stage.engine.models[0].fast = BlockingFastDecoder()
+    out: list = []
+    decoding = threading.Thread(target=lambda: out.extend(driver.send("partials", utterance(is_partial=True))))
+    decoding.start()
+    assert fast.started.wait(5)
+    driver.stage.preempt()  # what the runner calls when a final arrives behind the partial
+    decoding.join(5)
+    fast.finished.set()
+    assert not decoding.is_alive() and out == []
+    assert [e for e in log_capture.entries if e["event"] == "partial_preempted"]

@@ -1,0 +1,137 @@
+"""VadStage in-process: scripted speech probabilities in, utterances out, asserted in milliseconds.
+
+Silero's place is taken by a script of one probability per 32 ms window (512 samples at 16 kHz),
+so every boundary below follows from the config: 500 ms of pre-roll (16 windows kept), 120 ms of
+silence before the speculative copy (4 windows), 400 ms of silence to close (13 windows), interim
+text every 400 ms of speech (13 windows) once the utterance is 600 ms long.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import frames
+from pipeline.config import VadConfig
+from pipeline.harness.stage_driver import StageDriver, of_kind
+from pipeline.runner import CONTROL
+from stages.vad import VadStage
+from tests.fakes import ScriptedVad
+
+WINDOW = 512
+WORKERS = ["transcribe_gpu", "transcribe_cpu"]
+SILENT, SPEECH = 0.05, 0.9
+
+
+def ms(samples: int) -> int:
+    return round(samples * 1000 / 16000)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = 10**12
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def vad(tmp_path, probs: list[float], clock=None, **cfg) -> tuple[StageDriver, VadStage]:
+    stage = VadStage(VadConfig(**cfg), 16000, tmp_path, WORKERS, prob_fn=ScriptedVad(probs), clock=clock or Clock())
+    driver = StageDriver(stage)
+    driver.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=1))
+    return driver, stage
+
+
+def play(driver: StageDriver, windows: int, first_seq: int = 1) -> list:
+    out = []
+    for seq in range(first_seq, first_seq + windows):
+        chunk = frames.AudioChunk(seq=seq, t_capture_ns=0, t_capture_wall_s=0.0, sample_rate_hz=16000, channels=1,
+                                  pcm=np.full(WINDOW, 0.01, dtype=np.float32).tobytes())
+        out += driver.send("audio", chunk)
+    return out
+
+
+def utterances(outputs, port: str) -> list[frames.Utterance]:
+    return of_kind(outputs, frames.Utterance, port)
+
+
+def test_speech_then_silence_gives_a_speculative_copy_then_one_final_with_pre_roll(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 40 + [SILENT] * 20)
+    out = play(driver, 80)
+    sent = utterances(out, "transcribe_cpu")
+    speculative, final = sent
+    assert speculative.speculative and not final.speculative and not final.is_partial
+    # Pre-roll: the 16 windows before the first speech window; the close: 13 silent windows.
+    assert round(final.start_s * 1000) == ms(4 * WINDOW) == 128
+    assert round((final.end_s - final.start_s) * 1000) == ms((16 + 40 + 13) * WINDOW) == 2208
+    assert len(final.pcm) // 4 == (16 + 40 + 13) * WINDOW
+    # The copy left after 4 silent windows (128 ms >= 120 ms) and only silence followed it.
+    assert len(speculative.pcm) // 4 == (16 + 40 + 4) * WINDOW
+    assert final.speculated_samples == len(speculative.pcm) // 4 and final.utt_id == speculative.utt_id
+    assert not utterances(out, "transcribe_gpu")  # only the routed worker hears anything
+
+
+def test_partials_every_400_ms_of_speech_never_during_the_closing_silence(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 40 + [SILENT] * 20)
+    out = play(driver, 80)
+    partials = utterances(out, "partial_transcribe_cpu")
+    assert all(p.is_partial for p in partials)
+    # The first once the utterance (pre-roll included) reaches 600 ms, then every 13 windows.
+    assert [ms(len(p.pcm) // 4) for p in partials] == [ms((16 + k) * WINDOW) for k in (3, 16, 29)] == [608, 1024, 1440]
+    final = utterances(out, "transcribe_cpu")[-1]
+    assert {p.utt_id for p in partials} == {final.utt_id}
+
+
+def test_speech_resuming_after_the_speculative_copy_cancels_it(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 20 + [SILENT] * 6 + [SPEECH] * 20 + [SILENT] * 20)
+    out = play(driver, 86)
+    sent = utterances(out, "transcribe_cpu")
+    finals = [u for u in sent if not u.speculative]
+    assert len(finals) == 1 and [u.speculative for u in sent] == [True, True, False]  # one copy per pause
+    assert finals[0].speculated_samples == len(sent[1].pcm) // 4  # the second copy, not the first
+
+
+def test_a_route_change_resends_every_unacknowledged_utterance_and_an_ack_ends_it(tmp_path):
+    driver, _ = vad(tmp_path, ([SILENT] * 20 + [SPEECH] * 10) * 2 + [SILENT] * 20)
+    finals = [u for u in utterances(play(driver, 80), "transcribe_cpu") if not u.speculative]
+    assert len(finals) == 2
+    driver.send("acks", frames.Ack(utt_id=finals[0].utt_id))
+    resent = driver.send(CONTROL, frames.Route(active="transcribe_gpu", epoch=2))  # e.g. the GPU is back
+    assert [(port, f.utt_id) for port, f in resent] == [("transcribe_gpu", finals[1].utt_id)]
+    driver.send("acks", frames.Ack(utt_id=finals[1].utt_id))
+    assert driver.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=3)) == []
+
+
+def test_an_utterance_without_a_transcript_is_resent_after_resend_after_s(tmp_path):
+    clock = Clock()
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 10 + [SILENT] * 20, clock=clock, resend_after_s=5)
+    final = [u for u in utterances(play(driver, 50), "transcribe_cpu") if not u.speculative][0]
+    clock.ns += 4_900_000_000
+    assert driver.tick(clock.ns) == []
+    clock.ns += 200_000_000
+    assert [(p, f.utt_id) for p, f in driver.tick(clock.ns)] == [("transcribe_cpu", final.utt_id)]
+
+
+def test_backpressure_when_max_pending_utterances_wait(tmp_path):
+    driver, stage = vad(tmp_path, ([SILENT] * 20 + [SPEECH] * 10) * 2 + [SILENT] * 20, max_pending=2)
+    finals = [u for u in utterances(play(driver, 80), "transcribe_cpu") if not u.speculative]
+    assert len(finals) == 2 and stage.accepts("audio") is False  # capture now waits; nothing dropped
+    assert stage.accepts("acks") is True
+    driver.send("acks", frames.Ack(utt_id=finals[0].utt_id))
+    assert stage.accepts("audio") is True
+
+
+def test_a_restarted_vad_sends_its_spooled_utterances_again(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 10 + [SILENT] * 20)
+    final = [u for u in utterances(play(driver, 50), "transcribe_cpu") if not u.speculative][0]
+    # SIGKILL: nothing is closed. The replacement reads the spool and sends it when routed.
+    again, _ = vad(tmp_path, [])
+    assert [f.utt_id for _, f in again.outputs if isinstance(f, frames.Utterance)] == [final.utt_id]
+
+
+@pytest.mark.parametrize("pcm", [b"\x00" * 6, np.zeros(20000, dtype=np.float32).tobytes()])
+def test_a_chunk_not_from_our_capture_is_refused_and_the_stage_goes_on(tmp_path, pcm):
+    driver, _ = vad(tmp_path, [SILENT] * 4)
+    bad = frames.AudioChunk(seq=1, t_capture_ns=0, t_capture_wall_s=0.0, sample_rate_hz=16000, channels=1, pcm=pcm)
+    assert driver.send("audio", bad) == []
+    assert play(driver, 4, first_seq=2) == []
