@@ -131,8 +131,9 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
         deadline = started + timeout_s
         _kill(pipeline, report, random.Random(seed), interval_s, stages, max_kills, kills_per_stage, deadline)
         if kills_per_stage and pipeline.proc.poll() is None:
-            # Stop only once every stage is back: a shutdown does not restart what it finds dead.
-            wait_until(lambda: set(stages) <= set(running_stages(pipeline)), max(1.0, deadline - time.monotonic()),
+            # Stop only once every killed stage is back (a shutdown does not restart what it finds
+            # dead): its READY process is not the one killed last, which may still be dying.
+            wait_until(lambda: _all_replaced(pipeline, report, stages), max(1.0, deadline - time.monotonic()),
                        what="every stage back after the last kill")
             pipeline.proc.send_signal(signal.SIGTERM)
         report.exit_code = pipeline.wait_exit(timeout_s=max(60.0, deadline - time.monotonic()))
@@ -142,6 +143,12 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
     (run_dir / "pipeline.log").write_text("".join(pipeline.stderr_lines))
     _collect(pipeline, report)
     return report
+
+
+def _all_replaced(pipeline: PipelineProcess, report: ChaosReport, stages: tuple[str, ...]) -> bool:
+    running = running_stages(pipeline)
+    last_killed = {k.stage: k.pid for k in report.kills}
+    return all(s in running and running[s] != last_killed.get(s) for s in stages)
 
 
 def _still_running(pipeline: PipelineProcess) -> bool:

@@ -1,0 +1,90 @@
+"""What listening to a silent microphone costs: CPU and memory of every process while nobody speaks.
+
+    .venv/bin/python -m bench.idle_cpu [--seconds 60] [--runs 3]
+
+Starts the private PulseAudio server of pipeline/harness/pulse.py (a virtual microphone nobody
+plays into), runs `python supervisor.py` on it with the shipped defaults, waits for `/ready` and
+for every spare, then reads each process's CPU time from /proc over `--seconds`. Prints the
+share of one core per process (supervisor, stages, spares) and in all, and the resident memory;
+with `--runs N`, the medians of N runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.harness.pipeline_process import PipelineProcess, pipeline_config
+from pipeline.harness.pulse import PulseServer
+from pipeline.harness.scrape import get
+from pipeline.harness.waiting import wait_until
+from pipeline.procs import rss_mib
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of one process so far (s)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+def processes(pipeline: PipelineProcess) -> dict[str, int]:
+    """name -> pid for the supervisor, every active stage and every spare."""
+    found = {"supervisor": pipeline.proc.pid}
+    found |= {name: pid for name, pid in pipeline.stage_pids().items() if name != "transcribe_gpu"}
+    found |= {f"{name} (spare)": pid for name, pid in pipeline.spare_pids().items()}
+    return found
+
+
+def measure(seconds: float) -> dict:
+    pulse = PulseServer()
+    pulse.start()
+    run_dir = Path(tempfile.mkdtemp(prefix="luxa-idle-"))
+    pipeline = PipelineProcess(run_dir, pipeline_config(run_dir), env=pulse.env)
+    try:
+        url = pipeline.metrics_url()
+        wait_until(lambda: get(f"{url}/ready")[0] == 200, 120, what="/ready")
+        wait_until(lambda: {"capture", "vad", "sink", "transcribe_cpu"} <= {e["stage_name"] for e in
+                                                                          pipeline.find("spare_ready")},
+                   120, what="every spare preloaded")
+        procs = processes(pipeline)
+        before = {name: cpu_s(pid) for name, pid in procs.items()}
+        started = time.monotonic()
+        time.sleep(seconds)  # the measurement window itself
+        elapsed = time.monotonic() - started
+        share = {name: (cpu_s(pid) - before[name]) / elapsed * 100 for name, pid in procs.items()}
+        rss = {name: rss_mib(pid) for name, pid in procs.items()}
+        return {"cpu_percent_of_one_core": {k: round(v, 2) for k, v in share.items()},
+                "total_percent": round(sum(share.values()), 2), "rss_mib": {k: round(v) for k, v in rss.items()},
+                "total_rss_mib": round(sum(rss.values())), "processes": len(procs), "seconds": round(elapsed, 1)}
+    finally:
+        pipeline.stop()
+        pulse.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    runs = []
+    for run in range(args.runs):
+        runs.append(measure(args.seconds))
+        print(json.dumps({"run": run + 1, **runs[-1]}), flush=True)
+    if args.runs > 1:
+        per_process = {name: statistics.median(r["cpu_percent_of_one_core"].get(name, 0.0) for r in runs)
+                       for name in runs[0]["cpu_percent_of_one_core"]}
+        print(json.dumps({"median_of_runs": args.runs, "total_percent": statistics.median(r["total_percent"] for r in runs),
+                          "cpu_percent_of_one_core": {k: round(v, 2) for k, v in per_process.items()},
+                          "total_rss_mib": statistics.median(r["total_rss_mib"] for r in runs)}))
+
+
+if __name__ == "__main__":
+    main()
