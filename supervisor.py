@@ -229,8 +229,11 @@ class Supervisor:
     def _failure_seen(self, proc: StageProcess, now: float) -> str | None:
         """Detect (pure functions of what was observed, pipeline/policy.py); the caller acts."""
         busy_for_s = (time.monotonic_ns() - proc.busy_since_ns) / 1e9 if proc.busy_since_ns else 0.0
-        return (hang_reason(proc.state, now - proc.spawned_at, now - proc.last_heartbeat, busy_for_s, self.sup)
-                or memory_reason(rss_mib(proc.pid) if proc.pid else 0.0, self.sup.max_rss_mb.get(proc.name)))
+        hung = hang_reason(proc.state, now - proc.spawned_at, now - proc.last_heartbeat, busy_for_s, self.sup)
+        if hung or now < proc.memory_check_at or not proc.pid:
+            return hung
+        proc.memory_check_at = now + self.sup.heartbeat_interval_s  # /proc reads at 10 Hz showed in idle CPU
+        return memory_reason(rss_mib(proc.pid), self.sup.max_rss_mb.get(proc.name))
 
     def _on_failure(self, proc: StageProcess, code: int | None, reason: str, now: float) -> None:
         proc.state = StageState.DOWN

@@ -116,8 +116,9 @@ class TranscribeConfig(_Strict):
     Partial transcripts always use it (greedy)."""
     fast_beam_size: int = Field(5, gt=0)
     """Beam for finals on the fast path; 5 keeps the original configuration's accuracy."""
-    health_probe_s: float = Field(30.0, gt=0)
-    """An idle worker runs a synthetic transcription this often, so /ready stays truthful (s)."""
+    health_probe_s: float = Field(120.0, gt=0)
+    """An idle worker runs a synthetic transcription this often, so /ready stays truthful (s);
+    /ready wants an answer within 3 x this. Each probe costs ~0.13 core-s (0.1 % of a core at 120 s)."""
     gpu: GpuWorkerConfig = GpuWorkerConfig()
     cpu: WorkerConfig = WorkerConfig()
 

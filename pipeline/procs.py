@@ -27,6 +27,7 @@ class StageProcess:
     failed: bool = False           # the policy gave up
     ready_reported: bool = False
     standby: bool = False          # a spare: spawned with --standby, serves only after Activate
+    memory_check_at: float = 0.0   # when its resident memory is read next
 
     @property
     def pid(self) -> int | None:

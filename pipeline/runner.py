@@ -50,6 +50,10 @@ class Stage:
     is_source = False
     exhausted = False  # sources: nothing more will be produced
     last_seq = 0
+    long_calls = True
+    """`handle`, `produce` and `tick` may run long (inference): they run in a worker thread, so
+    heartbeats go on. A stage whose calls are always short sets False and they run inline:
+    no thread handoff per frame, which is most of what listening to silence costs."""
 
     def preload(self) -> None:
         """Heavy set-up that needs no sockets and no shared state (imports, model load, warm-up).
@@ -228,7 +232,7 @@ class StageRunner:
     def _on_heartbeat(self, now: int) -> None:
         self._next_hb_ns = now + self._hb_ns
         self._send_heartbeat()
-        self._outbox.extend(self._call(self.stage.tick, now))
+        self._outbox.extend(self._stage_call(self.stage.tick, now))
 
     def _begin_drain(self, now: int) -> None:
         self._set_state(StageState.DRAINING)
@@ -248,7 +252,7 @@ class StageRunner:
             sock = min(readable, key=lambda s: self._priority[id(s)])
             self._dispatch(self._port_of[id(sock)], recv_parts(sock))
         if produce:
-            self._outbox.extend(self._call(self.stage.produce, wait_s))
+            self._outbox.extend(self._stage_call(self.stage.produce, wait_s))
 
     def _dispatch(self, port: str, parts: list[bytes]) -> None:
         if self._recorder:
@@ -266,7 +270,7 @@ class StageRunner:
         if self.state is StageState.READY:
             self._set_state(StageState.RUNNING)
         port = CONTROL if port == "_control_down" else port
-        self._outbox.extend(self._call(self.stage.handle, port, frame, preempt_on=self._more_urgent.get(port)))
+        self._outbox.extend(self._stage_call(self.stage.handle, port, frame, preempt_on=self._more_urgent.get(port)))
 
     def _flush_outbox(self) -> None:
         timeout_ms = max(1, int((self._next_hb_ns - self._clock()) / 1e6))
@@ -282,6 +286,10 @@ class StageRunner:
             else:
                 metrics.FRAMES_DROPPED.labels(self.stage.name, f"no_peer_{port}").inc()
             self._outbox.popleft()
+
+    def _stage_call(self, fn, *args, preempt_on: list | None = None):
+        """A per-frame call: inline for a stage whose calls are short, else in the worker thread."""
+        return fn(*args) if not self.stage.long_calls else self._call(fn, *args, preempt_on=preempt_on)
 
     def _call(self, fn, *args, preempt_on: list | None = None):
         """Run a stage call in the worker thread, heartbeating while it is busy.

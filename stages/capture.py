@@ -26,6 +26,7 @@ from pipeline.sources import DeviceSource, DeviceUnavailableError, FileSource, S
 from pipeline.transport import PortSpec
 
 AUDIO_HWM = 64  # chunks (about 2 s) queued towards the VAD before capture waits
+DEVICE_CURSOR_EVERY_S = 0.5  # a file write per 32 ms chunk was a sizeable part of idle listening
 
 
 class CaptureStage(Stage):
@@ -33,9 +34,10 @@ class CaptureStage(Stage):
     file position and the cursor that lets a restarted capture carry on."""
 
     name = "capture"
+    long_calls = False  # produce() returns within max_wait_s: inline (see Stage.long_calls)
     is_source = True
 
-    def __init__(self, cfg: AudioConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: AudioConfig, run_dir: Path, clock=time.monotonic) -> None:
         self.cfg = cfg
         self.frame_samples = cfg.sample_rate_hz * cfg.frame_ms // 1000
         # A short queue: what a crash of this process takes with it stays small.
@@ -44,6 +46,8 @@ class CaptureStage(Stage):
         self._cursor = Cursor(topology.capture_cursor(run_dir))
         self._resumed: list[SourceEvent] = []  # sent by the first produce() after a restart
         self._seq = 0
+        self._clock = clock
+        self._cursor_due = 0.0  # monotonic s: when a microphone's cursor is saved next
         self._overflows = self._overflows_logged = 0
         self.log = get_logger()
 
@@ -116,8 +120,16 @@ class CaptureStage(Stage):
         return frames.CaptureGap(self._seq, item.gap_ms, item.kind)
 
     def _save_cursor(self) -> None:
-        position = self.source.position() if isinstance(self.source, FileSource) else {}
-        self._cursor.save({"seq": self._seq, "wall_s": time.time(), **position})
+        """Files: every call (a restart resumes at the very sample). A microphone: at most every
+        DEVICE_CURSOR_EVERY_S; a restart then numbers on from a slightly older chunk, and the
+        restart gap it reports is measured from that older save (up to that much too long,
+        never too short)."""
+        now = self._clock()
+        if isinstance(self.source, FileSource):
+            self._cursor.save({"seq": self._seq, "wall_s": time.time(), **self.source.position()})
+        elif now >= self._cursor_due:
+            self._cursor.save({"seq": self._seq, "wall_s": time.time()})
+            self._cursor_due = now + DEVICE_CURSOR_EVERY_S
 
     def _on_overflow(self) -> None:
         """PortAudio's thread: only count here; produce() logs the total now and then."""

@@ -36,6 +36,7 @@ class SinkStage(Stage):
     on disk) and the acknowledgements that let the VAD forget an utterance."""
 
     name = "sink"
+    long_calls = False  # one transcript per frame: handled inline (see Stage.long_calls)
 
     def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False, join_s: float = 0.0) -> None:
         self.inputs = {"results": PortSpec("pull", topology.results(run_dir), bind=True, kinds=("transcript",))}

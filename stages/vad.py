@@ -45,6 +45,7 @@ class VadStage(Stage):
     utterances (spooled, re-sent until acknowledged) and the backpressure towards capture."""
 
     name = "vad"
+    long_calls = False  # one 32 ms window per frame: handled inline (see Stage.long_calls)
 
     def __init__(self, cfg: VadConfig, sample_rate_hz: int, run_dir: Path, workers: list[str],
                  prob_fn=None, clock=time.monotonic_ns) -> None:

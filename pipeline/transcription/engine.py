@@ -142,11 +142,16 @@ class Engine:
         self._mark_success()
 
     def probe(self) -> bool:
-        """Health check: one synthetic request on the first allowed model; not counted as traffic."""
+        """Health check: one synthetic request on the first allowed model; not counted as traffic.
+
+        Through the short-window decoder when the model has one: 1 s of silence in a 4 s window,
+        greedy, ~0.13 core-s on two cores, where the full 30 s window costs ~1 core-s (an idle
+        worker probing every 30 s that way was a third of what listening to silence cost).
+        """
         for loaded in self.models:
             if loaded.breaker.allow():
                 try:
-                    self._synthetic(loaded)
+                    self._probe_once(loaded)
                 except Exception as err:  # a failing probe is an engine failure like any other
                     self._on_failure(loaded, err)
                     continue
@@ -154,6 +159,12 @@ class Engine:
                 self._mark_success()
                 return True
         return False
+
+    def _probe_once(self, loaded: LoadedModel) -> None:
+        if loaded.fast is None:
+            self._synthetic(loaded)
+            return
+        loaded.fast.decode(np.zeros(int(WARMUP_S * TARGET_RATE_HZ), dtype=np.float32), self.cfg.language, beam_size=1)
 
     def _synthetic(self, loaded: LoadedModel) -> None:
         silence = np.zeros(int(WARMUP_S * TARGET_RATE_HZ), dtype=np.float32)

@@ -39,3 +39,21 @@ def test_restart_resumes_the_file_where_the_flushed_audio_ended(tmp_path):
     # The chunk that never left the killed process is read again from the file: nothing skipped.
     first_batch_end = len(sent) * 512
     np.testing.assert_array_equal(np.frombuffer(chunk.pcm, np.float32), audio[first_batch_end:first_batch_end + 512])
+
+
+def test_a_microphones_cursor_is_saved_at_most_twice_a_second(tmp_path, fake_clock):
+    from pipeline.durable import Cursor
+    from pipeline.topology import capture_cursor
+
+    stage = CaptureStage(AudioConfig(), tmp_path, clock=fake_clock)
+    stage.source = object()  # a live device: only the chunk number and the wall time are kept
+    saved = lambda: Cursor(capture_cursor(tmp_path)).load()["seq"]  # noqa: E731
+    stage._seq = 10
+    stage._save_cursor()
+    stage._seq = 11
+    fake_clock.advance(0.4)
+    stage._save_cursor()
+    assert saved() == 10  # a file write per 32 ms chunk is not worth it for a microphone
+    fake_clock.advance(0.2)
+    stage._save_cursor()
+    assert saved() == 11

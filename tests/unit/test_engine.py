@@ -103,3 +103,21 @@ def test_confident_speech_with_a_silent_segment_keeps_only_the_speech():
     e.load()
     result = e.transcribe(AUDIO)
     assert result.text == "Bonjour Luxa." and len(result.segments) == 1
+
+
+class RecordingFastDecoder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decode(self, audio, language, beam_size=1, cancelled=None):
+        self.calls += 1
+        return None
+
+
+def test_the_health_probe_uses_the_cheap_short_window_decoder_when_there_is_one():
+    model = FakeWhisper()
+    e = engine({"a": model})
+    e.load()
+    e.models[0].fast = fast = RecordingFastDecoder()
+    calls = model.calls
+    assert e.probe() is True and fast.calls == 1 and model.calls == calls  # not the 30 s window
