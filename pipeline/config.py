@@ -74,10 +74,22 @@ class VadConfig(_Strict):
     """While speech goes on, send the utterance so far for interim text this often (ms); 0 = off."""
     partial_min_ms: int = Field(600, ge=0)
     """No interim text for utterances shorter than this (ms)."""
+    endpoint: Literal["text", "silence"] = "text"
+    """How a turn ends. `text`: the speculative decode's text decides (pipeline/endpointing.py): a
+    finished sentence closes the utterance at once, an unfinished one (no final punctuation, or
+    ending on « de », « et », « le » ...) waits up to max_silence_ms. `silence`: min_silence_ms, always."""
+    max_silence_ms: int = Field(1000, gt=0)
+    """The hard upper bound on the silence that closes an utterance (ms), whatever the text says."""
     speculate_after_ms: int = Field(120, ge=0)
     """After this much silence in an open utterance, send it to the worker for a final-quality decode
     ahead of time; if only silence follows until the utterance closes, that answer is the final,
     ready when the VAD closes it (min_silence_ms later). 0 = off; so is anything >= min_silence_ms."""
+
+    @model_validator(mode="after")
+    def _silence_bounds(self) -> VadConfig:
+        if self.max_silence_ms < self.min_silence_ms:
+            raise ValueError("max_silence_ms must be at least min_silence_ms")
+        return self
 
 
 class WorkerConfig(_Strict):

@@ -92,6 +92,17 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnHint:
+    """Worker to VAD: what the speculative decode says of the open utterance's text (is the
+    sentence finished?), so the VAD closes it now or waits longer (pipeline/endpointing.py)."""
+    KIND: ClassVar[str] = "turn_hint"
+    utt_id: str
+    speculated_samples: int    # the length of the copy judged: stale once speech resumed
+    complete: bool
+    reason: str                # sentence_end | no_sentence_end | ends_on_function_word | non_speech
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """The sink has handled this utterance (published or dropped as non-speech)."""
     KIND: ClassVar[str] = "ack"
@@ -139,8 +150,8 @@ class Drained:
     utterances: int
 
 
-Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | Ack | Heartbeat | Route | Stop | Activate
-         | Drained)
+Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | TurnHint | Ack | Heartbeat | Route | Stop
+         | Activate | Drained)
 KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
 TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack"}
 

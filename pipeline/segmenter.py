@@ -23,7 +23,7 @@ class Segment:
     start_sample: int   # in the capture stream
     end_sample: int
     pcm: np.ndarray
-    reason: str         # "silence" | "max_length" | "flush"
+    reason: str         # "silence" | "max_silence" | "turn_complete" | "max_length" | "flush"
 
 
 class Segmenter:
@@ -39,6 +39,8 @@ class Segmenter:
         self._speech_samples = 0
         self._silence_samples = 0
         self.dropped_short = 0
+        self.close_after_ms = cfg.min_silence_ms  # the VAD moves it as the text is judged
+        self.close_reason = "silence"             # what a close by silence is logged as
 
     @property
     def is_open(self) -> bool:
@@ -79,13 +81,17 @@ class Segmenter:
             self._silence_samples = 0
         else:
             self._silence_samples += window.size
-        if self._silence_samples * 1000 >= self.cfg.min_silence_ms * self.rate:
-            return self._close("silence")
+        if self._silence_samples * 1000 >= self.close_after_ms * self.rate:
+            return self._close(self.close_reason)
         if self._position - self._start >= self.cfg.max_utterance_s * self.rate:
             closed = self._close("max_length")
             self._begin(np.zeros(0, dtype=np.float32))  # speech goes on: the next one starts here
             return closed
         return []
+
+    def close_now(self, reason: str) -> list[Segment]:
+        """Close the open utterance here, with the silence heard so far (the turn is over)."""
+        return self._close(reason) if self._open is not None else []
 
     def flush(self) -> list[Segment]:
         """Close whatever is open (end of stream, capture gap, shutdown)."""
@@ -112,6 +118,7 @@ class Segmenter:
     def _close(self, reason: str) -> list[Segment]:
         pcm = np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)
         self._open = None
+        self.close_after_ms, self.close_reason = self.cfg.min_silence_ms, "silence"
         if self._speech_samples * 1000 < self.cfg.min_speech_ms * self.rate:
             self.dropped_short += 1
             return []

@@ -3,6 +3,7 @@
     capture --PUSH/PULL audio--> vad --PUSH utt_<worker>--> transcribe_gpu | transcribe_cpu
                                     vad --PUSH partial_<worker> (HWM 1, dropped when busy)--> same worker
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
+    transcribe_* --PUSH/PULL hints (is the sentence over?)--> vad
     sink --PUB events (private: `ack`, and `transcript` for test mode)--> vad, supervisor
     every stage --PUB control_up--> supervisor
     supervisor --PUB control_down (route, stop, activate a spare)--> stages
@@ -32,6 +33,11 @@ def utterances(run_dir: Path, worker: str) -> str:
 
 def partials(run_dir: Path, worker: str) -> str:
     return ipc_endpoint(run_dir, f"partial_{worker}")
+
+
+def hints(run_dir: Path) -> str:
+    """Workers -> VAD: turn hints from speculative decodes (the VAD binds)."""
+    return ipc_endpoint(run_dir, "hints")
 
 
 def results(run_dir: Path) -> str:

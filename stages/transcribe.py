@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import frames, metrics, topology
 from pipeline.audio import AudioInputError, pcm_samples
 from pipeline.cli import stage_main
+from pipeline.endpointing import judge_turn
 from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
 from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
@@ -45,7 +46,9 @@ class TranscribeStage(Stage):
         self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False, kinds=("utterance",)),
                        "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1,
                                             kinds=("utterance",))}
-        self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
+        self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False),
+                        # A hint the VAD is not there to take is dropped: it closes by silence then.
+                        "hints": PortSpec("push", topology.hints(run_dir), bind=False, blocking=False)}
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
         # The CPU fallback is the other worker's job: this process never loads a second chain.
@@ -114,7 +117,8 @@ class TranscribeStage(Stage):
         return self.engine.transcribe(samples, partial=partial)
 
     def _speculate(self, frame: frames.Utterance) -> list[Output]:
-        """A final-quality decode while the closing silence runs; kept for the final, never sent."""
+        """A final-quality decode while the closing silence runs: kept for the final, and judged
+        (is the sentence over?) for the VAD, which then closes the turn at once or waits on."""
         if frame.utt_id in self._recent:
             return []
         try:
@@ -125,7 +129,9 @@ class TranscribeStage(Stage):
         while len(self._speculated) > SPECULATED_KEPT:
             self._speculated.popitem(last=False)
         metrics.SPECULATION.labels(self.name, "decoded").inc()
-        return []
+        verdict = judge_turn(result.text, result.language, result.is_speech)
+        return [("hints", frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
+                                          complete=verdict.complete, reason=verdict.reason))]
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""

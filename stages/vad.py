@@ -22,6 +22,7 @@ from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.durable import Spool
+from pipeline.endpointing import TurnVerdict, close_after_ms
 from pipeline.logs import get_logger
 from pipeline.runner import CONTROL, Output, Stage
 from pipeline.segmenter import Segment, Segmenter
@@ -52,10 +53,12 @@ class VadStage(Stage):
         self.cfg = cfg
         self.rate = sample_rate_hz
         self.window = WINDOW_SAMPLES[sample_rate_hz]
-        # Acks first (the runner serves inputs in this order): they are tiny, and a backlog of
-        # audio in --fast mode must not starve them into needless re-sends.
+        # Acks and turn hints first (the runner serves inputs in this order): they are tiny, a
+        # backlog of audio in --fast mode must not starve acks into needless re-sends, and a hint
+        # waiting behind audio would hold a finished turn open.
         self.inputs = {
             "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",), kinds=("ack",)),
+            "hints": PortSpec("pull", topology.hints(run_dir), bind=True, kinds=("turn_hint",)),
             "audio": PortSpec("pull", topology.audio(run_dir), bind=True,
                               kinds=("audio_chunk", "capture_gap", "end_of_stream")),
         }
@@ -118,6 +121,8 @@ class VadStage(Stage):
             return self._check_continuity(frame.seq) + self._on_capture(frame)
         if isinstance(frame, frames.Ack):
             return self._on_ack(frame.utt_id)
+        if isinstance(frame, frames.TurnHint):
+            return self._on_turn_hint(frame)
         if isinstance(frame, frames.Route):
             return self._on_route(frame)
         return []
@@ -181,7 +186,9 @@ class VadStage(Stage):
         """Speech paused long enough that it may be the end: let the worker decode it now."""
         seg = self._segmenter
         if not seg.is_open or not seg.in_trailing_silence:
-            self._spec_samples = 0  # speech resumed: an earlier speculative copy no longer stands
+            if self._spec_samples:  # speech resumed: the earlier speculative copy no longer stands
+                self._spec_samples = 0
+                self._judge(None, speculated=False)
             return []
         if (not self.cfg.speculate_after_ms or self._spec_samples or self._active is None
                 or seg.trailing_silence_ms < self.cfg.speculate_after_ms):
@@ -189,10 +196,32 @@ class VadStage(Stage):
         self._open_id = self._open_id or self._mint_id()
         audio = seg.open_audio()
         self._spec_samples = audio.size
+        self._judge(None, speculated=True)  # wait for the worker's verdict (up to max_silence_ms)
         start_s = seg.open_start / self.rate
         spec = frames.Utterance(self._open_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
                                 audio.tobytes(), speculative=True)
         return [(self._active, spec)]
+
+    def _on_turn_hint(self, hint: frames.TurnHint) -> list[Output]:
+        """The worker judged the text of the copy sent at this pause: close now, or wait on."""
+        if (self.cfg.endpoint != "text" or hint.utt_id != self._open_id or not self._spec_samples
+                or hint.speculated_samples != self._spec_samples):
+            return []  # stale: speech resumed, or the utterance has closed already
+        verdict = TurnVerdict(hint.complete, hint.reason)
+        self.log.info("turn_judged", utt_id=hint.utt_id, complete=hint.complete, reason=hint.reason,
+                      silence_ms=round(self._segmenter.trailing_silence_ms))
+        if self._judge(verdict, speculated=True) == 0:
+            return self._emit(self._segmenter.close_now("turn_complete"))
+        return []
+
+    def _judge(self, verdict: TurnVerdict | None, speculated: bool) -> int:
+        """Move the silence that closes the open utterance (pipeline/endpointing.py)."""
+        if self.cfg.endpoint != "text":
+            return self.cfg.min_silence_ms
+        after_ms = close_after_ms(self.cfg.min_silence_ms, self.cfg.max_silence_ms, speculated, verdict)
+        self._segmenter.close_after_ms = after_ms
+        self._segmenter.close_reason = "silence" if after_ms == self.cfg.min_silence_ms else "max_silence"
+        return after_ms
 
     def _mint_id(self) -> str:
         self._count += 1

@@ -55,7 +55,9 @@ def test_a_resent_final_is_answered_again_without_a_second_decode(tmp_path):
 def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path):
     model = FakeWhisper("bonjour")
     driver = worker(tmp_path, {"cpu-a": model})
-    assert driver.send("utterances", utterance(samples=SAMPLES, speculative=True)) == []  # kept, not sent
+    [(port, verdict)] = driver.send("utterances", utterance(samples=SAMPLES, speculative=True))  # kept, judged
+    assert port == "hints" and verdict == frames.TurnHint(utt_id="u1", speculated_samples=SAMPLES, complete=False,
+                                                          reason="no_sentence_end")  # « bonjour », no full stop
     calls = model.calls
     [(_, final)] = driver.send("utterances", utterance(samples=SAMPLES + 6400, speculated_samples=SAMPLES))
     assert final.text == "bonjour" and model.calls == calls  # no second decode

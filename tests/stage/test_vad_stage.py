@@ -2,8 +2,9 @@
 
 Silero's place is taken by a script of one probability per 32 ms window (512 samples at 16 kHz),
 so every boundary below follows from the config: 500 ms of pre-roll (16 windows kept), 120 ms of
-silence before the speculative copy (4 windows), 400 ms of silence to close (13 windows), interim
-text every 400 ms of speech (13 windows) once the utterance is 600 ms long.
+silence before the speculative copy (4 windows), 400 ms of silence to close by the fixed rule (13
+windows) and 1000 ms at most by the text rule (32 windows), interim text every 400 ms of speech
+(13 windows) once the utterance is 600 ms long.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Clock:
 
 
 def vad(tmp_path, probs: list[float], clock=None, **cfg) -> tuple[StageDriver, VadStage]:
+    """A routed VadStage. The fixed silence rule unless a test asks for `endpoint="text"`: the
+    text rule waits for the worker's verdict, which only the endpointing tests play."""
+    cfg = {"endpoint": "silence", **cfg}
     stage = VadStage(VadConfig(**cfg), 16000, tmp_path, WORKERS, prob_fn=ScriptedVad(probs), clock=clock or Clock())
     driver = StageDriver(stage)
     driver.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=1))
@@ -135,3 +139,45 @@ def test_a_chunk_not_from_our_capture_is_refused_and_the_stage_goes_on(tmp_path,
     bad = frames.AudioChunk(seq=1, t_capture_ns=0, t_capture_wall_s=0.0, sample_rate_hz=16000, channels=1, pcm=pcm)
     assert driver.send("audio", bad) == []
     assert play(driver, 4, first_seq=2) == []
+
+
+def hint(copy: frames.Utterance, complete: bool, reason: str) -> frames.TurnHint:
+    return frames.TurnHint(utt_id=copy.utt_id, speculated_samples=len(copy.pcm) // 4, complete=complete,
+                           reason=reason)
+
+
+def test_a_finished_sentence_closes_the_turn_as_soon_as_the_worker_says_so(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 40 + [SILENT] * 40, endpoint="text")
+    [copy] = utterances(play(driver, 20 + 40 + 6), "transcribe_cpu")  # 6 silent windows: 192 ms
+    [(port, final)] = driver.send("hints", hint(copy, True, "sentence_end"))
+    assert port == "transcribe_cpu" and not final.speculative
+    # Closed at the hint, with the silence heard so far: not 400 ms later.
+    assert len(final.pcm) // 4 == (16 + 40 + 6) * WINDOW and final.speculated_samples == len(copy.pcm) // 4
+    assert utterances(play(driver, 34, first_seq=67), "transcribe_cpu") == []  # nothing left open
+
+
+def test_an_unfinished_sentence_waits_through_a_hesitation_up_to_max_silence(tmp_path):
+    probs = [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 19 + [SPEECH] * 20 + [SILENT] * 40  # a 608 ms pause
+    driver, _ = vad(tmp_path, probs, endpoint="text")
+    [copy] = utterances(play(driver, 20 + 30 + 5), "transcribe_cpu")
+    assert driver.send("hints", hint(copy, False, "ends_on_function_word")) == []
+    out = play(driver, 14 + 20 + 40, first_seq=56)
+    finals = [u for u in utterances(out, "transcribe_cpu") if not u.speculative]
+    assert len(finals) == 1, "the hesitation split the turn"  # one turn across the 608 ms pause
+    # Nobody judged the second pause: it closed at the hard bound, 32 windows (1024 ms >= 1000 ms).
+    assert len(finals[0].pcm) // 4 == (16 + 30 + 19 + 20 + 32) * WINDOW
+
+
+def test_a_stale_verdict_is_ignored_once_speech_resumed(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 5 + [SPEECH] * 30 + [SILENT] * 40,
+                    endpoint="text")
+    [copy] = utterances(play(driver, 20 + 30 + 5 + 3), "transcribe_cpu")  # speech is back
+    assert driver.send("hints", hint(copy, True, "sentence_end")) == []
+
+
+def test_the_silence_rule_ignores_verdicts(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 40)
+    [copy] = utterances(play(driver, 20 + 30 + 6), "transcribe_cpu")
+    assert driver.send("hints", hint(copy, True, "sentence_end")) == []
+    finals = [u for u in utterances(play(driver, 20, first_seq=57), "transcribe_cpu") if not u.speculative]
+    assert [len(u.pcm) // 4 for u in finals] == [(16 + 30 + 13) * WINDOW]

@@ -1,0 +1,60 @@
+"""When a turn is over: what the speculative decode says of the text, and how long to wait.
+
+Pure: the worker judges the text it decoded during the first ~120 ms of silence (`judge_turn`),
+the VAD turns that verdict into how much more silence closes the utterance (`close_after_ms`).
+
+    complete text          -> close now (the final is the answer already decoded)
+    incomplete text        -> wait up to vad.max_silence_ms (a hesitation is not the end)
+    no verdict yet         -> wait up to vad.max_silence_ms for one (a speculative copy is out)
+    no speculation at all  -> vad.min_silence_ms, the fixed rule
+
+A text is complete when it ends a sentence (. ! ? …) on a word a French (or English) sentence
+can end on. Whisper punctuates what it hears, and a mid-sentence pause after « le », « de »,
+« et » ... is the common hesitation; the word lists are the signal's second half.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SENTENCE_END = re.compile(r"[.!?…]+[\"»)\s]*$")
+# Words a sentence does not end on: articles, prepositions, conjunctions, clitic pronouns.
+CANNOT_END: dict[str, frozenset[str]] = {
+    "fr": frozenset("""le la les l' un une des du de d' au aux à et ou mais donc car ni que qu' qui quoi dont
+        pour par avec sans sur sous dans en vers chez entre je j' tu il elle on nous vous ils elles me m' te
+        t' se s' ne n' ce c' cet cette ces mon ma mes ton ta tes son sa ses notre nos votre vos leur leurs
+        si comme quand lorsque parce puisque très plus moins""".split()),
+    "en": frozenset("""the a an and or but so of to in on at for with from by as that which who whose
+        i you he she we they my your his her our their is are was were be if because than very""".split()),
+}
+
+
+@dataclass(frozen=True)
+class TurnVerdict:
+    complete: bool
+    reason: str  # why: a log field and a metric label
+
+
+def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
+    """Does the text decoded so far end the speaker's turn?"""
+    if not is_speech:
+        return TurnVerdict(True, "non_speech")  # a cough or a click: nothing to wait for
+    stripped = text.strip()
+    if not SENTENCE_END.search(stripped):
+        return TurnVerdict(False, "no_sentence_end")
+    words = re.findall(r"[\w'’-]+", stripped.lower().replace("’", "'"))
+    last = words[-1] if words else ""
+    if last in CANNOT_END.get(language, frozenset()) or last.endswith("'"):
+        return TurnVerdict(False, "ends_on_function_word")
+    return TurnVerdict(True, "sentence_end")
+
+
+def close_after_ms(min_silence_ms: int, max_silence_ms: int, speculated: bool,
+                   verdict: TurnVerdict | None) -> int:
+    """How much trailing silence closes the open utterance now (0 = close at once)."""
+    if not speculated:
+        return min_silence_ms
+    if verdict is None or not verdict.complete:
+        return max_silence_ms
+    return 0

@@ -1,0 +1,37 @@
+"""Is the turn over? The rule the worker applies to its speculative text, and the wait it sets."""
+
+import pytest
+
+from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn
+
+
+@pytest.mark.parametrize("text, complete, reason", [
+    ("Cette conférence est pleine.", True, "sentence_end"),
+    ("Vous êtes maintenant en ligne !", True, "sentence_end"),
+    ("Pouvez-vous répéter ?", True, "sentence_end"),
+    ("Veuillez vérifier le numéro et", False, "no_sentence_end"),
+    ("Veuillez vérifier le", False, "no_sentence_end"),
+    ("Toutes les lignes sont occupées pour l'", False, "no_sentence_end"),
+    ("Veuillez composer le.", False, "ends_on_function_word"),  # Whisper's full stop at a hesitation
+    ("Appuyez sur la touche dièse pour.", False, "ends_on_function_word"),
+    ("C'est l'.", False, "ends_on_function_word"),
+])
+def test_french_sentence_ends(text, complete, reason):
+    assert judge_turn(text, "fr", is_speech=True) == TurnVerdict(complete, reason)
+
+
+def test_non_speech_has_nothing_to_wait_for():
+    assert judge_turn("", "fr", is_speech=False) == TurnVerdict(True, "non_speech")
+
+
+def test_english_function_words_too():
+    assert judge_turn("I would like to.", "en", True).complete is False
+    assert judge_turn("Turn on the lights.", "en", True).complete is True
+
+
+def test_the_wait_each_verdict_sets():
+    done, unsure = TurnVerdict(True, "sentence_end"), TurnVerdict(False, "no_sentence_end")
+    assert close_after_ms(400, 1000, speculated=False, verdict=None) == 400  # the fixed rule
+    assert close_after_ms(400, 1000, speculated=True, verdict=None) == 1000  # waiting for a verdict
+    assert close_after_ms(400, 1000, speculated=True, verdict=unsure) == 1000
+    assert close_after_ms(400, 1000, speculated=True, verdict=done) == 0
