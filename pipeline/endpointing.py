@@ -9,8 +9,10 @@ the VAD turns that verdict into how much more silence closes the utterance (`clo
     no speculation at all  -> vad.min_silence_ms, the fixed rule
 
 A text is complete when it ends a sentence (. ! ? …) on a word a French (or English) sentence
-can end on. Whisper punctuates what it hears, and a mid-sentence pause after « le », « de »,
-« et » ... is the common hesitation; the word lists are the signal's second half.
+can end on, and the decoder was sure of that end (`sure_enough`: the last segment's average
+log-probability at least vad.turn_min_logprob). Whisper punctuates what it hears, and writes a
+full stop at many mid-sentence pauses too, less surely; a pause after « le », « de », « et » ...
+is the common hesitation.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
     if last in CANNOT_END.get(language, frozenset()) or last.endswith("'"):
         return TurnVerdict(False, "ends_on_function_word")
     return TurnVerdict(True, "sentence_end")
+
+
+def sure_enough(verdict: TurnVerdict, end_logprob: float, min_logprob: float) -> TurnVerdict:
+    """A finished-looking text the decoder was unsure of is not finished: at a mid-sentence pause
+    Whisper often writes a full stop anyway, but with less confidence (see the README)."""
+    if verdict.complete and verdict.reason != "non_speech" and end_logprob < min_logprob:
+        return TurnVerdict(False, "unsure")
+    return verdict
 
 
 def close_after_ms(min_silence_ms: int, max_silence_ms: int, speculated: bool,

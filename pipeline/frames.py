@@ -98,8 +98,9 @@ class TurnHint:
     KIND: ClassVar[str] = "turn_hint"
     utt_id: str
     speculated_samples: int    # the length of the copy judged: stale once speech resumed
-    complete: bool
+    complete: bool             # what the text says
     reason: str                # sentence_end | no_sentence_end | ends_on_function_word | non_speech
+    end_logprob: float = 0.0   # how sure the decoder was of the end (the VAD has the threshold)
 
 
 @dataclass(frozen=True, slots=True)

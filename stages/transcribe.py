@@ -131,7 +131,8 @@ class TranscribeStage(Stage):
         metrics.SPECULATION.labels(self.name, "decoded").inc()
         verdict = judge_turn(result.text, result.language, result.is_speech)
         return [("hints", frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
-                                          complete=verdict.complete, reason=verdict.reason))]
+                                          complete=verdict.complete, reason=verdict.reason,
+                                          end_logprob=result.end_logprob))]
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""

@@ -22,7 +22,7 @@ from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.durable import Spool
-from pipeline.endpointing import TurnVerdict, close_after_ms
+from pipeline.endpointing import TurnVerdict, close_after_ms, sure_enough
 from pipeline.logs import get_logger
 from pipeline.runner import CONTROL, Output, Stage
 from pipeline.segmenter import Segment, Segmenter
@@ -207,9 +207,9 @@ class VadStage(Stage):
         if (self.cfg.endpoint != "text" or hint.utt_id != self._open_id or not self._spec_samples
                 or hint.speculated_samples != self._spec_samples):
             return []  # stale: speech resumed, or the utterance has closed already
-        verdict = TurnVerdict(hint.complete, hint.reason)
-        self.log.info("turn_judged", utt_id=hint.utt_id, complete=hint.complete, reason=hint.reason,
-                      silence_ms=round(self._segmenter.trailing_silence_ms))
+        verdict = sure_enough(TurnVerdict(hint.complete, hint.reason), hint.end_logprob, self.cfg.turn_min_logprob)
+        self.log.info("turn_judged", utt_id=hint.utt_id, complete=verdict.complete, reason=verdict.reason,
+                      end_logprob=round(hint.end_logprob, 3), silence_ms=round(self._segmenter.trailing_silence_ms))
         if self._judge(verdict, speculated=True) == 0:
             return self._emit(self._segmenter.close_now("turn_complete"))
         return []

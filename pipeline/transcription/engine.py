@@ -45,6 +45,7 @@ class Result:
     audio_duration_s: float
     processing_time_s: float
     non_speech_reason: str | None = None
+    end_logprob: float = 0.0  # average log-probability of the last segment: how sure the decoder was of the end
 
     @property
     def is_speech(self) -> bool:
@@ -244,7 +245,8 @@ class Engine:
         return Result(
             text="" if reason else " ".join(k["text"].strip() for k in kept).strip(),
             segments=[] if reason else kept, language=language, model_used=loaded.name, device=self.device,
-            audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason)
+            audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason,
+            end_logprob=signals[-1].avg_logprob if signals else 0.0)
 
     def _on_failure(self, loaded: LoadedModel, err: Exception) -> None:
         kind = "cuda" if gpu.is_cuda_error(err) else "inference"  # closed set (metrics.ERROR_KINDS)

@@ -57,7 +57,7 @@ def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path
     driver = worker(tmp_path, {"cpu-a": model})
     [(port, verdict)] = driver.send("utterances", utterance(samples=SAMPLES, speculative=True))  # kept, judged
     assert port == "hints" and verdict == frames.TurnHint(utt_id="u1", speculated_samples=SAMPLES, complete=False,
-                                                          reason="no_sentence_end")  # « bonjour », no full stop
+                                                          reason="no_sentence_end", end_logprob=-0.2)  # no full stop
     calls = model.calls
     [(_, final)] = driver.send("utterances", utterance(samples=SAMPLES + 6400, speculated_samples=SAMPLES))
     assert final.text == "bonjour" and model.calls == calls  # no second decode

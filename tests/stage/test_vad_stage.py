@@ -141,9 +141,9 @@ def test_a_chunk_not_from_our_capture_is_refused_and_the_stage_goes_on(tmp_path,
     assert play(driver, 4, first_seq=2) == []
 
 
-def hint(copy: frames.Utterance, complete: bool, reason: str) -> frames.TurnHint:
+def hint(copy: frames.Utterance, complete: bool, reason: str, end_logprob: float = -0.2) -> frames.TurnHint:
     return frames.TurnHint(utt_id=copy.utt_id, speculated_samples=len(copy.pcm) // 4, complete=complete,
-                           reason=reason)
+                           reason=reason, end_logprob=end_logprob)
 
 
 def test_a_finished_sentence_closes_the_turn_as_soon_as_the_worker_says_so(tmp_path):
@@ -181,3 +181,11 @@ def test_the_silence_rule_ignores_verdicts(tmp_path):
     assert driver.send("hints", hint(copy, True, "sentence_end")) == []
     finals = [u for u in utterances(play(driver, 20, first_seq=57), "transcribe_cpu") if not u.speculative]
     assert [len(u.pcm) // 4 for u in finals] == [(16 + 30 + 13) * WINDOW]
+
+
+def test_a_finished_sentence_the_decoder_was_unsure_of_waits_like_an_unfinished_one(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 40, endpoint="text", turn_min_logprob=-0.4)
+    [copy] = utterances(play(driver, 20 + 30 + 5), "transcribe_cpu")
+    assert driver.send("hints", hint(copy, True, "sentence_end", end_logprob=-0.7)) == []
+    finals = [u for u in utterances(play(driver, 35, first_seq=56), "transcribe_cpu") if not u.speculative]
+    assert [len(u.pcm) // 4 for u in finals] == [(16 + 30 + 32) * WINDOW]  # the 1000 ms bound

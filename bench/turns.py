@@ -1,0 +1,168 @@
+"""Turn latency on the live microphone path: end of speech -> final, WER, turns split, and idle CPU.
+
+    .venv/bin/python -m bench.turns [--count 24] [--runs 3] [--endpoint text|silence]
+
+One command for issue 12's figures. In each run:
+- the machine's speed: plain faster-whisper as the original request used it (beam 5, best_of 5,
+  full 30 s window) on the same prompts, p50 per prompt (the issues' targets are stated for a
+  machine where this is ~800 ms);
+- `prompts`: `--count` Debian French prompts (evenly spaced over the corpus, at most `--max-s`
+  long) played one by one into the private PulseAudio microphone (pipeline/harness/pulse.py);
+- `hesitation`: the same prompts with a 500-700 ms pause inserted at a word boundary in the
+  middle (the quietest 10 ms between 30 % and 70 % of the voice): each is still one turn;
+- for each set: end of speech -> final received by a subscriber (p50/p95/max, the last final of
+  the prompt against the real end of the voice in the played file), WER of the finals joined,
+  and how many prompts came out as more than one final;
+- idle: the share of one core of every process over `--idle-s` of silence (bench.idle_cpu).
+With `--runs N` it prints every run and the medians. `--endpoint silence` measures the fixed
+400 ms rule, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from bench.corpus import Prompt, ensure_installed, load_prompts
+from bench.idle_cpu import measure as measure_idle
+from bench.run import pick
+from bench.wer import corpus_wer
+from pipeline.audio import load_audio
+from pipeline.harness.pipeline_process import PipelineProcess, pipeline_config
+from pipeline.harness.pulse import PulseServer
+from pipeline.harness.speech import SPEECH_LEVEL, speech_end_s
+from pipeline.harness.waiting import wait_until
+
+RATE = 16000
+
+
+def with_hesitation(prompt: Prompt, folder: Path, rng: random.Random) -> Path:
+    """The prompt with a 500-700 ms pause at its quietest 10 ms between 30 % and 70 % of the voice."""
+    audio = load_audio(prompt.path, 600)
+    loud = np.flatnonzero(np.abs(audio) > SPEECH_LEVEL)
+    first, last = loud[0], loud[-1]
+    frame = RATE // 100
+    lo, hi = first + int(0.3 * (last - first)), first + int(0.7 * (last - first))
+    energy = [float(np.sqrt(np.mean(audio[i:i + frame] ** 2))) for i in range(lo, hi - frame, frame)]
+    cut = lo + int(np.argmin(energy)) * frame + frame // 2
+    pause = np.zeros(int(rng.uniform(0.5, 0.7) * RATE), dtype=np.float32)
+    path = folder / f"{prompt.name.replace('/', '_')}-hesitation.wav"
+    soundfile.write(path, np.concatenate([audio[:cut], pause, audio[cut:]]), RATE, subtype="PCM_16")
+    return path
+
+
+def reference_p50_ms(prompts: list[Prompt]) -> float:
+    """Plain faster-whisper with the original request's settings: the machine-speed anchor."""
+    from faster_whisper import WhisperModel
+
+    from pipeline.config import PipelineConfig
+    from pipeline.transcription.models import resolve_model
+
+    model = WhisperModel(resolve_model("base", PipelineConfig().models_cache_dir()), device="cpu",
+                         compute_type="int8", cpu_threads=2)
+    list(model.transcribe(np.zeros(RATE, dtype=np.float32), language="fr")[0])
+    times = []
+    for prompt in prompts:
+        audio = load_audio(prompt.path, 600)
+        started = time.perf_counter()
+        list(model.transcribe(audio, language="fr", beam_size=5, best_of=5, temperature=0.0)[0])
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000)
+
+
+def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s: float) -> tuple[float, list]:
+    """Play one file; (last final's arrival - end of voice, the finals of this turn).
+
+    The turn is over when a final has arrived after the voice ended and no other comes for
+    `settle_s` (longer than the longest closing silence), like a speaker waiting for an answer.
+    """
+    before = len(pipeline.subscriber.transcripts())
+    started = time.time()
+    pulse.play(wav)
+    end = started + speech_end_s(wav)
+    received = pipeline.subscriber.received_at
+    wait_until(lambda: any(received.get(t.utt_id, 0) > end for t in pipeline.subscriber.transcripts()[before:]),
+               60, what=f"the final of {wav.name}")
+    count = -1
+    while count != len(pipeline.subscriber.transcripts()):  # quiet for settle_s: the turn is complete
+        count = len(pipeline.subscriber.transcripts())
+        time.sleep(settle_s)  # the pace of a conversation, not a synchronisation: it only ends the turn
+    finals = pipeline.subscriber.transcripts()[before:]
+    return max(received[t.utt_id] for t in finals) - end, finals
+
+
+def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) -> dict:
+    latencies, pairs, split = [], [], 0
+    for wav, reference in items:
+        latency_s, finals = play_one(pulse, pipeline, wav, settle_s)
+        latencies.append(latency_s * 1000)
+        pairs.append((reference, " ".join(t.text for t in finals)))
+        split += len(finals) > 1
+    ms = sorted(latencies)
+    return {"p50_ms": round(statistics.median(ms)), "p95_ms": round(float(np.percentile(ms, 95))),
+            "max_ms": round(ms[-1]), "wer_pct": round(corpus_wer(pairs), 1), "turns_split": split, "turns": len(ms)}
+
+
+def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str) -> dict:
+    pulse = PulseServer()
+    pulse.start()
+    run_dir = Path(tempfile.mkdtemp(prefix="luxa-turns-"))
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}, vad={"endpoint": endpoint})
+    pipeline = PipelineProcess(run_dir, cfg, env=pulse.env)
+    settle_s = (pipeline.cfg.vad.max_silence_ms + 500) / 1000
+    try:
+        wait_until(lambda: pipeline.find("worker_switched", to_worker="transcribe_cpu"), 120, what="worker routed")
+        play_one(pulse, pipeline, prompts[0].path, settle_s)  # warm the audio path up (its first play is slow)
+        result = {"prompts": play_set(pulse, pipeline, [(p.path, p.text) for p in prompts], settle_s),
+                  "hesitation": play_set(pulse, pipeline, list(zip(hesitations, (p.text for p in prompts))),
+                                         settle_s)}
+        (run_dir / "pipeline.log").write_text("".join(pipeline.stderr_lines))
+        result["log"] = str(run_dir / "pipeline.log")
+        return result
+    finally:
+        pipeline.stop()
+        pulse.stop()
+
+
+def medians(runs: list[dict]) -> dict:
+    out = {"reference_p50_ms": statistics.median(r["reference_p50_ms"] for r in runs),
+           "idle_cpu_percent": statistics.median(r["idle_cpu_percent"] for r in runs)}
+    for name in ("prompts", "hesitation"):
+        out[name] = {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=24)
+    parser.add_argument("--max-s", type=float, default=20.0, help="skip prompts longer than this (s)")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--endpoint", choices=("text", "silence"), default="text")
+    parser.add_argument("--idle-s", type=float, default=60.0)
+    args = parser.parse_args()
+    ensure_installed("fr")
+    prompts = pick([p for p in load_prompts("fr") if load_audio(p.path, 600).size >= 2 * RATE], args.count, args.max_s)
+    folder = Path(tempfile.mkdtemp(prefix="luxa-hesitation-"))
+    rng = random.Random(12)
+    hesitations = [with_hesitation(p, folder, rng) for p in prompts]
+    runs = []
+    for run in range(args.runs):
+        row = {"run": run + 1, "endpoint": args.endpoint, "reference_p50_ms": reference_p50_ms(prompts),
+               **live_run(prompts, hesitations, args.endpoint)}
+        row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
+        runs.append(row)
+        print(json.dumps(row), flush=True)
+    if args.runs > 1:
+        print(json.dumps({"median_of_runs": args.runs, "endpoint": args.endpoint, **medians(runs)}))
+
+
+if __name__ == "__main__":
+    main()
