@@ -3,7 +3,8 @@
 Pure: the worker judges the text it decoded during the first ~120 ms of silence (`judge_turn`),
 the VAD turns that verdict into how much more silence closes the utterance (`close_after_ms`).
 
-    complete text          -> close now (the final is the answer already decoded)
+    complete text, sure    -> close now (the final is the answer already decoded)
+    complete text, unsure  -> vad.min_silence_ms, the fixed rule (never slower than it)
     incomplete text        -> wait up to vad.max_silence_ms (a hesitation is not the end)
     no verdict yet         -> wait up to vad.max_silence_ms for one (a speculative copy is out)
     no speculation at all  -> vad.min_silence_ms, the fixed rule
@@ -53,10 +54,10 @@ def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
 
 
 def sure_enough(verdict: TurnVerdict, end_logprob: float, min_logprob: float) -> TurnVerdict:
-    """A finished-looking text the decoder was unsure of is not finished: at a mid-sentence pause
-    Whisper often writes a full stop anyway, but with less confidence (see the README)."""
+    """A finished-looking text the decoder was unsure of does not close the turn at once: at a
+    mid-sentence pause Whisper often writes a full stop anyway, but with less confidence."""
     if verdict.complete and verdict.reason != "non_speech" and end_logprob < min_logprob:
-        return TurnVerdict(False, "unsure")
+        return TurnVerdict(True, "unsure")
     return verdict
 
 
@@ -67,4 +68,4 @@ def close_after_ms(min_silence_ms: int, max_silence_ms: int, speculated: bool,
         return min_silence_ms
     if verdict is None or not verdict.complete:
         return max_silence_ms
-    return 0
+    return min_silence_ms if verdict.reason == "unsure" else 0

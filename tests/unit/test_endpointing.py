@@ -35,10 +35,11 @@ def test_the_wait_each_verdict_sets():
     assert close_after_ms(400, 1000, speculated=True, verdict=None) == 1000  # waiting for a verdict
     assert close_after_ms(400, 1000, speculated=True, verdict=unsure) == 1000
     assert close_after_ms(400, 1000, speculated=True, verdict=done) == 0
+    assert close_after_ms(400, 1000, speculated=True, verdict=TurnVerdict(True, "unsure")) == 400
 
 
 def test_a_full_stop_the_decoder_was_unsure_of_does_not_end_the_turn():
     done = TurnVerdict(True, "sentence_end")
     assert sure_enough(done, end_logprob=-0.2, min_logprob=-0.4) == done
-    assert sure_enough(done, end_logprob=-0.6, min_logprob=-0.4) == TurnVerdict(False, "unsure")
+    assert sure_enough(done, end_logprob=-0.6, min_logprob=-0.4) == TurnVerdict(True, "unsure")
     assert sure_enough(TurnVerdict(True, "non_speech"), -2.0, -0.4).complete  # nothing to be sure of
