@@ -4,7 +4,7 @@ Pure: the worker judges the text it decoded during the first ~120 ms of silence 
 the VAD turns that verdict into how much more silence closes the utterance (`close_after_ms`).
 
     complete text, sure    -> close now (the final is the answer already decoded)
-    complete text, unsure  -> vad.min_silence_ms, the fixed rule (never slower than it)
+    complete text, unsure  -> vad.min_silence_ms, as the fixed rule would
     incomplete text        -> wait up to vad.max_silence_ms (a hesitation is not the end)
     no verdict yet         -> wait up to vad.max_silence_ms for one (a speculative copy is out)
     no speculation at all  -> vad.min_silence_ms, the fixed rule

@@ -33,12 +33,16 @@ MAX_CHUNK_S = 1  # capture sends 32 ms chunks; a bigger one is not from our capt
 EOS_KEY = "end-of-stream"  # spool entry: the source is done (survives a restart for Drained)
 
 
+DRAIN_RESEND_AFTER_S = 5.0  # while draining, an utterance without a transcript this long is sent again
+
+
 @dataclass
 class Pending:
     """An utterance awaiting its acknowledgement, and when and in which route epoch it was last sent."""
     utterance: frames.Utterance
     sent_ns: int = 0
     sent_epoch: int = -1
+    left: bool = False  # the last send was handed to ZeroMQ (a send with no worker connected is not)
 
 
 class VadStage(Stage):
@@ -81,6 +85,7 @@ class VadStage(Stage):
         self._spec_samples = 0              # length of the speculative copy sent in this silence, 0 = none
         self._eos = False
         self._drained_sent = False
+        self._draining = False
         self._last_audio_seq = 0
         self._chunk_ms = 32.0  # length of the last chunk, to size lost audio
         self._spool_dir = topology.vad_spool(run_dir)
@@ -264,8 +269,15 @@ class VadStage(Stage):
             return []  # no worker is ready yet: it stays pending until the first Route
         if pending.sent_epoch >= 0:
             metrics.UTTERANCES_RESENT.labels(self.name).inc()
-        pending.sent_ns, pending.sent_epoch = self._clock(), self._epoch
+        pending.sent_ns, pending.sent_epoch, pending.left = self._clock(), self._epoch, False
         return [(self._active, pending.utterance)]
+
+    def sent(self, port: str, frame: frames.Frame) -> None:
+        """A final handed to ZeroMQ; one the runner had to drop (no worker connected) is sent again
+        at the next tick instead of waiting for a route change or resend_after_s."""
+        if port in self.outputs and isinstance(frame, frames.Utterance) and frame.utt_id in self._pending:
+            if not (frame.is_partial or frame.speculative):
+                self._pending[frame.utt_id].left = True
 
     def _on_ack(self, utt_id: str) -> list[Output]:
         if self._pending.pop(utt_id, None) is not None:
@@ -281,8 +293,13 @@ class VadStage(Stage):
         return [out for p in self._pending.values() for out in self._send(p)]
 
     def tick(self, now_ns: int) -> list[Output]:
-        limit_ns = int(self.cfg.resend_after_s * 1e9)
-        late = [p for p in self._pending.values() if p.sent_epoch >= 0 and now_ns - p.sent_ns > limit_ns]
+        """Send again what never left, and what has waited too long for its transcript (while
+        draining, DRAIN_RESEND_AFTER_S: the drain must not end on an utterance sent into the void)."""
+        limit_s = min(self.cfg.resend_after_s, DRAIN_RESEND_AFTER_S) if self._draining else self.cfg.resend_after_s
+        late = [p for p in self._pending.values()
+                if p.sent_epoch >= 0 and (not p.left or now_ns - p.sent_ns > limit_s * 1e9)]
+        if late:
+            self.log.info("utterances_sent_again", count=len(late), never_left=sum(not p.left for p in late))
         return [out for p in late for out in self._send(p)] + self._maybe_drained()
 
     def _maybe_drained(self) -> list[Output]:
@@ -292,6 +309,7 @@ class VadStage(Stage):
         return []
 
     def begin_drain(self) -> list[Output]:
+        self._draining = True
         return self._emit(self._segmenter.flush())
 
     def drained(self) -> bool:

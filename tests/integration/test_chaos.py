@@ -34,4 +34,12 @@ def test_random_sigkills_lose_and_duplicate_no_utterance(run_dir):
     # kill was answered by a replacement that reported READY.
     assert summary["unrecovered"] == 0, summary
     assert summary["utterances_closed"] > 0 and summary["transcripts_published"] > 0, summary
-    assert report.lost == [] and report.duplicated == [], summary
+    assert report.lost == [] and report.duplicated == [], f"{summary}\n{what_happened(run_dir, report.lost)}"
+
+
+def what_happened(run_dir, lost: list[str]) -> str:
+    """The log lines that tell a lost utterance's story, and how the run ended (for CI output)."""
+    lines = (run_dir / "pipeline.log").read_text().splitlines()
+    ending = ("drain_timeout", "stage_failed", "route_changed", "supervisor_stopping", "utterances_sent_again")
+    told = [line for line in lines if any(u in line for u in lost[:3])]
+    return "\n".join(told[-40:] + [line for line in lines if any(e in line for e in ending)][-30:])

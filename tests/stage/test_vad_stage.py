@@ -189,3 +189,29 @@ def test_a_finished_sentence_the_decoder_was_unsure_of_closes_by_the_fixed_rule(
     assert driver.send("hints", hint(copy, True, "sentence_end", end_logprob=-0.7)) == []
     finals = [u for u in utterances(play(driver, 35, first_seq=56), "transcribe_cpu") if not u.speculative]
     assert [len(u.pcm) // 4 for u in finals] == [(16 + 30 + 13) * WINDOW]  # 400 ms, not at once
+
+
+def test_an_utterance_the_runner_could_not_hand_over_is_sent_again_at_the_next_tick(tmp_path):
+    clock = Clock()
+    _, stage = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 10 + [SILENT] * 20, clock=clock)
+    out = []
+    for seq in range(1, 51):  # handled, but never acknowledged as sent: no worker was connected
+        out += stage.handle("audio", frames.AudioChunk(seq=seq, t_capture_ns=0, t_capture_wall_s=0.0,
+                                                       sample_rate_hz=16000, channels=1,
+                                                       pcm=np.full(WINDOW, 0.01, dtype=np.float32).tobytes()))
+    [final] = [f for _, f in out if isinstance(f, frames.Utterance) and not (f.speculative or f.is_partial)]
+    clock.ns += 1_000_000_000
+    assert [(p, f.utt_id) for p, f in stage.tick(clock.ns)] == [("transcribe_cpu", final.utt_id)]
+    stage.sent("transcribe_cpu", final)  # this time it left
+    assert stage.tick(clock.ns + 1_000_000_000) == []
+
+
+def test_while_draining_an_unanswered_utterance_is_sent_again_after_a_few_seconds(tmp_path):
+    clock = Clock()
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 10 + [SILENT] * 20, clock=clock, resend_after_s=60)
+    final = [u for u in utterances(play(driver, 50), "transcribe_cpu") if not u.speculative][0]
+    driver.drain()  # SIGTERM: the VAD may exit only once everything is acknowledged
+    clock.ns += 4_000_000_000
+    assert driver.tick(clock.ns) == []
+    clock.ns += 2_000_000_000
+    assert [(p, f.utt_id) for p, f in driver.tick(clock.ns)] == [("transcribe_cpu", final.utt_id)]
