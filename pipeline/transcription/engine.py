@@ -47,6 +47,12 @@ class Result:
     non_speech_reason: str | None = None
     end_logprob: float = 0.0  # average log-probability of the last segment: how sure the decoder was of the end
 
+    @classmethod
+    def nothing(cls, language: str, device: str, audio_duration_s: float, reason: str) -> Result:
+        """No text, and why (a gate answered without the model)."""
+        return cls(text="", segments=[], language=language, model_used="", device=device,
+                   audio_duration_s=audio_duration_s, processing_time_s=0.0, non_speech_reason=reason)
+
     @property
     def is_speech(self) -> bool:
         return self.non_speech_reason is None
@@ -184,9 +190,7 @@ class Engine:
         language = language or self.cfg.language
         if audio.size < MIN_AUDIO_S * TARGET_RATE_HZ:
             # Found by fuzzing: Whisper on a few ms of audio loops to its length cap (seconds of work).
-            return Result(text="", segments=[], language=language, model_used="", device=self.device,
-                          audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=0.0,
-                          non_speech_reason="too_short")
+            return Result.nothing(language, self.device, audio.size / TARGET_RATE_HZ, "too_short")
         for loaded in self.models:
             if not loaded.breaker.allow():
                 continue

@@ -131,8 +131,7 @@ class RobustSTTManager:
         return gate is None or gate.has_speech(samples)
 
     def _nothing(self, samples: np.ndarray, language: str, reason: str) -> Result:
-        return Result(text="", segments=[], language=language, model_used="", device=self.engine.device,
-                      audio_duration_s=samples.size / 16000, processing_time_s=0.0, non_speech_reason=reason)
+        return Result.nothing(language, self.engine.device, samples.size / 16000, reason)
 
     def _speech_only(self, samples: np.ndarray, pieces: list[SpeechSegment], language: str, partial: bool) -> Result:
         """Each speech segment transcribed on its own, then joined, times back on the clip's axis."""
