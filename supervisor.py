@@ -55,6 +55,7 @@ class Supervisor:
         self.stopping = False
         self.exit_code = ExitCode.CLEAN
         self.env = child_env(str(run_dir / "prom"))
+        self.metrics = None  # pipeline.metrics, imported by prepare_metrics()
 
     def _stage_names(self) -> list[str]:
         workers = topology.enabled_workers(self.cfg)
@@ -78,11 +79,18 @@ class Supervisor:
 
     # -- main loop -------------------------------------------------------------------
 
-    def run(self) -> int:
-        from pipeline import metrics  # after PROMETHEUS_MULTIPROC_DIR is set (see main)
+    def prepare_metrics(self) -> None:
+        """Import the metrics (after PROMETHEUS_MULTIPROC_DIR is set, see main) and declare every
+        known series, before the HTTP endpoint serves: a scrape reading this process's metrics
+        file while the declarations grow it could fail."""
+        if self.metrics is None:
+            from pipeline import metrics
 
-        self.metrics = metrics
-        self._declare_series()
+            self.metrics = metrics
+            self._declare_series()
+
+    def run(self) -> int:
+        self.prepare_metrics()
         transport = Transport()
         up = transport.open(PortSpec("sub", ipc_endpoint(self.run_dir, "control_up"), bind=True,
                                      subscribe=(b"heartbeat", b"drained")))
@@ -372,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(cfg, run_dir, print_transcripts=not args.quiet, check=check, keep_running=args.keep_running)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.request_stop("signal"))
+    supervisor.prepare_metrics()
     health = None
     if cfg.metrics.enabled:
         health = HealthServer(cfg.metrics.host, cfg.metrics.port, str(run_dir / "prom"), supervisor.status)

@@ -14,6 +14,8 @@ from typing import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pipeline.logs import get_logger
+
 StatusFn = Callable[[dict], tuple[bool, dict]]  # gauges -> (ready, details)
 HEALTH_GAUGES = ("stt_breaker_state", "stt_engine_last_success_timestamp_seconds")
 
@@ -51,6 +53,13 @@ class HealthServer:
 def _make_handler(registry: CollectorRegistry, status: StatusFn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            try:
+                self._answer()
+            except Exception as err:  # e.g. a stage's metrics file read while it is being created
+                get_logger().error("health_request_failed", path=self.path, error=f"{type(err).__name__}: {err}")
+                self._reply(500, f"{type(err).__name__}: {err}\n".encode(), "text/plain")
+
+        def _answer(self) -> None:
             if self.path == "/metrics":
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path in ("/health", "/ready"):
