@@ -252,7 +252,8 @@ class CurveConfig(_Strict):
 class EndpointsConfig(_Strict):
     """`endpoints:` the public transcripts socket and who may connect to it."""
     transcripts: str | None = None
-    """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock."""
+    """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock. A tcp:// port `*` lets
+    ZeroMQ pick a free one, logged as `socket_bound`."""
     curve: CurveConfig | None = None
     """Required to listen on anything but ipc:// or loopback tcp://; optional (and honoured) there."""
     subscriber_join_ms: int = Field(300, ge=0)

@@ -17,6 +17,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from pipeline import frames
 from pipeline.frames import Frame
+from pipeline.logs import get_logger
 
 MAX_MESSAGE_BYTES = frames.MAX_BUFFER_BYTES + frames.MAX_HEADER_BYTES
 Pattern = Literal["push", "pull", "pub", "sub", "xpub"]
@@ -69,6 +70,9 @@ class Transport:
             sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(spec.curve_client[1])
             sock.curve_serverkey = server_public
         (sock.bind if spec.bind else sock.connect)(spec.endpoint)
+        if spec.bind and spec.endpoint.endswith(":*"):
+            # ZeroMQ picked a free port: say which (tests use this instead of guessing a free port).
+            get_logger().info("socket_bound", endpoint=sock.getsockopt_string(zmq.LAST_ENDPOINT))
         self._sockets.append(sock)
         return sock
 

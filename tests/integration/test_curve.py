@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import json
 import subprocess
 import sys
 import time
@@ -18,10 +18,14 @@ from pipeline.keys import generate
 from pipeline.transport import HandshakeWatch, Poller, PortSpec, Transport, generate_certificates, recv_parts, send
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def bound_port(stage: LoneStage) -> int:
+    """The port ZeroMQ picked for `tcp://...:*`, from the stage's own `socket_bound` log line."""
+    def logged() -> int | None:
+        for line in stage.log().splitlines():
+            if '"socket_bound"' in line:
+                return int(json.loads(line)["endpoint"].rsplit(":", 1)[1])
+        return None
+    return wait_until(logged, 30, what="the sink to say which port it bound")
 
 
 @pytest.mark.slow
@@ -29,9 +33,8 @@ def test_unauthenticated_and_unknown_clients_are_refused_an_authorized_one_hears
     keys = run_dir / "keys"
     curve = generate(keys)
     _, stranger_secret = generate_certificates(run_dir, "stranger")  # a valid key pair, never authorized
-    port = _free_port()
-    sink = LoneStage(run_dir / "s", "sink",
-                     config={"endpoints": {"transcripts": f"tcp://0.0.0.0:{port}", "curve": curve}})
+    sink = LoneStage(run_dir / "s", "sink", config={"endpoints": {"transcripts": "tcp://0.0.0.0:*", "curve": curve}})
+    port = bound_port(sink)
     client = Transport()
     watches: dict[str, HandshakeWatch] = {}
     try:
