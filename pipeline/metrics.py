@@ -55,6 +55,7 @@ FAILOVERS = Counter("stt_worker_switches_total", "Active worker changes", ["from
 ERROR_KINDS = ("load", "warmup", "cuda", "inference")  # stt_errors_total{error}; logs carry the exception
 OUTCOMES = ("ok", "non_speech", "partial", "error")    # stt_transcriptions_total{outcome}
 HANG_REASONS = ("heartbeat_missed", "busy_too_long", "start_timeout", "memory_limit")  # besides exit_N, signal_N
+CLOSE_REASONS = ("silence", "max_silence", "turn_complete", "max_length", "flush")  # stt_utterances_total{reason}
 
 
 def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterable[str], workers: Iterable[str],
@@ -82,7 +83,8 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
         MODELS_LOADED.labels(worker).set(0)
     for metric in (PUBLISHED, DUPLICATES, NON_SPEECH, PARTIALS_PUBLISHED, E2E_LATENCY):
         metric.labels("sink")
-    UTTERANCES.labels("vad", "silence")
+    for reason in CLOSE_REASONS:
+        UTTERANCES.labels("vad", reason)
     QUEUE_DEPTH.labels("vad").set(0)
 
 

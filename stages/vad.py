@@ -273,8 +273,8 @@ class VadStage(Stage):
     def sent(self, port: str, frame: frames.Frame) -> None:
         """A final handed to ZeroMQ; one the runner had to drop (no worker connected) is sent again
         at the next tick instead of waiting for a route change or resend_after_s."""
-        if port in self.outputs and isinstance(frame, frames.Utterance) and frame.utt_id in self._pending:
-            if not (frame.is_partial or frame.speculative):
+        if isinstance(frame, frames.Utterance) and not (frame.is_partial or frame.speculative):
+            if frame.utt_id in self._pending:
                 self._pending[frame.utt_id].left = True
 
     def _on_ack(self, utt_id: str) -> list[Output]:
