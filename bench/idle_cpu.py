@@ -1,12 +1,14 @@
 """What listening to a silent microphone costs: CPU and memory of every process while nobody speaks.
 
-    .venv/bin/python -m bench.idle_cpu [--seconds 60] [--runs 3]
+    .venv/bin/python -m bench.idle_cpu [--seconds 60] [--runs 3] [--noise-dbfs -50]
 
 Starts the private PulseAudio server of pipeline/harness/pulse.py (a virtual microphone nobody
 plays into), runs `python supervisor.py` on it with the shipped defaults, waits for `/ready` and
 for every spare, then reads each process's CPU time from /proc over `--seconds`. Prints the
 share of one core per process (supervisor, stages, spares) and in all, and the resident memory;
-with `--runs N`, the medians of N runs.
+with `--runs N`, the medians of N runs. `--noise-dbfs`: the room is not silent: white noise at
+that RMS level plays into the microphone all along (a laptop microphone's floor is -60 to -45
+dBFS), so the VAD's silence floor (vad.silence_floor_dbfs) does not spare Silero.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import soundfile
 
 from pipeline.harness.pipeline_process import PipelineProcess, pipeline_config
 from pipeline.harness.pulse import PulseServer
@@ -43,12 +49,23 @@ def processes(pipeline: PipelineProcess) -> dict[str, int]:
     return found
 
 
-def measure(seconds: float) -> dict:
+def room_noise(pulse: PulseServer, dbfs: float, seconds: float) -> subprocess.Popen:
+    """White noise at `dbfs` RMS played into the virtual microphone for `seconds` (in the background)."""
+    wav = pulse.dir / "noise.wav"
+    rng = np.random.default_rng(7)
+    soundfile.write(wav, (rng.standard_normal(int(seconds * 16000)) * 10 ** (dbfs / 20)).astype(np.float32), 16000)
+    return subprocess.Popen(["paplay", "--device=virtmic", str(wav)], env={**os.environ, **pulse.env})
+
+
+def measure(seconds: float, noise_dbfs: float | None = None) -> dict:
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-idle-"))
     pipeline = PipelineProcess(run_dir, pipeline_config(run_dir), env=pulse.env)
+    noise = None
     try:
+        if noise_dbfs is not None:
+            noise = room_noise(pulse, noise_dbfs, seconds + 180)  # outlasts start-up and the window
         url = pipeline.metrics_url()
         wait_until(lambda: get(f"{url}/ready")[0] == 200, 120, what="/ready")
         wait_until(lambda: {"capture", "vad", "sink", "transcribe_cpu"} <= {e["stage_name"] for e in
@@ -65,6 +82,8 @@ def measure(seconds: float) -> dict:
                 "total_percent": round(sum(share.values()), 2), "rss_mib": {k: round(v) for k, v in rss.items()},
                 "total_rss_mib": round(sum(rss.values())), "processes": len(procs), "seconds": round(elapsed, 1)}
     finally:
+        if noise is not None:
+            noise.kill()
         pipeline.stop()
         pulse.stop()
 
@@ -73,15 +92,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--noise-dbfs", type=float, default=None, help="room noise played all along (RMS dBFS)")
     args = parser.parse_args()
     runs = []
     for run in range(args.runs):
-        runs.append(measure(args.seconds))
+        runs.append(measure(args.seconds, args.noise_dbfs))
         print(json.dumps({"run": run + 1, **runs[-1]}), flush=True)
     if args.runs > 1:
         per_process = {name: statistics.median(r["cpu_percent_of_one_core"].get(name, 0.0) for r in runs)
                        for name in runs[0]["cpu_percent_of_one_core"]}
-        print(json.dumps({"median_of_runs": args.runs, "total_percent": statistics.median(r["total_percent"] for r in runs),
+        print(json.dumps({"median_of_runs": args.runs, "noise_dbfs": args.noise_dbfs, "total_percent": statistics.median(r["total_percent"] for r in runs),
                           "cpu_percent_of_one_core": {k: round(v, 2) for k, v in per_process.items()},
                           "total_rss_mib": statistics.median(r["total_rss_mib"] for r in runs)}))
 

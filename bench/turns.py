@@ -12,10 +12,12 @@ One command for issue 12's figures. In each run:
   middle (the quietest 10 ms between 30 % and 70 % of the voice): each is still one turn;
 - for each set: end of speech -> final received by a subscriber (p50/p95/max, the last final of
   the prompt against the real end of the voice in the played file), WER of the finals joined,
-  and how many prompts came out as more than one final;
+  and how many prompts came out as more than one final; and where the wait went (p50 of each part:
+  audio path, endpoint silence, decode after the close, IPC and publish; see `budget`);
 - idle: the share of one core of every process over `--idle-s` of silence (bench.idle_cpu).
 With `--runs N` it prints every run and the medians. `--endpoint silence` measures the fixed
-400 ms rule, for comparison.
+400 ms rule, for comparison; `--no-partials` turns interim text off (vad.partial_interval_ms: 0),
+to measure what the partials' decodes cost the final on two cores.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pipeline.harness.speech import SPEECH_LEVEL, speech_end_s
 from pipeline.harness.waiting import wait_until
 
 RATE = 16000
+BUDGET = ("audio_path", "endpoint", "decode", "ipc_publish")
 
 
 def with_hesitation(prompt: Prompt, folder: Path, rng: random.Random) -> Path:
@@ -78,8 +81,29 @@ def reference_p50_ms(prompts: list[Prompt]) -> float:
     return round(statistics.median(times) * 1000)
 
 
-def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s: float) -> tuple[float, list]:
-    """Play one file; (last final's arrival - end of voice, the finals of this turn).
+def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) -> dict[str, float]:
+    """Where one turn's wait went (ms), from the final and the VAD's and the worker's log lines:
+
+    audio path   end of voice -> the VAD's first window of the closing silence (PulseAudio, PortAudio,
+                 capture, Silero's lag; the harness's own ~20 ms included)
+    endpoint     the silence the VAD waited before closing (speculation, verdict, rule)
+    decode       what the worker still decoded after the close (0 when the speculative answer stood)
+    ipc_publish  the rest: VAD -> worker -> sink -> subscriber
+    """
+    closed = pipeline.find("utterance_closed", utt_id=final.utt_id)
+    done = pipeline.find("utterance_transcribed", utt_id=final.utt_id)
+    if not closed or not done:
+        return {}
+    endpoint_ms = closed[-1].get("silence_ms", 0.0)
+    total_ms = (received - voice_end) * 1000
+    close_ms = (final.t_closed_wall_s - voice_end) * 1000
+    decode_ms = 0.0 if done[-1].get("speculated") else final.processing_time_s * 1000
+    return {"audio_path": close_ms - endpoint_ms, "endpoint": endpoint_ms, "decode": decode_ms,
+            "ipc_publish": total_ms - close_ms - decode_ms}
+
+
+def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s: float) -> tuple[float, list, dict]:
+    """Play one file; (last final's arrival - end of voice, the finals of this turn, its budget).
 
     The turn is over when a final has arrived after the voice ended and no other comes for
     `settle_s` (longer than the longest closing silence), like a speaker waiting for an answer.
@@ -96,26 +120,29 @@ def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s:
         count = len(pipeline.subscriber.transcripts())
         time.sleep(settle_s)  # the pace of a conversation, not a synchronisation: it only ends the turn
     finals = pipeline.subscriber.transcripts()[before:]
-    return max(received[t.utt_id] for t in finals) - end, finals
+    last = max(finals, key=lambda t: received[t.utt_id])
+    return received[last.utt_id] - end, finals, budget(pipeline, last, end, received[last.utt_id])
 
 
 def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) -> dict:
-    latencies, pairs, split = [], [], 0
+    latencies, pairs, split, budgets = [], [], 0, []
     for wav, reference in items:
-        latency_s, finals = play_one(pulse, pipeline, wav, settle_s)
+        latency_s, finals, spent = play_one(pulse, pipeline, wav, settle_s)
         latencies.append(latency_s * 1000)
         pairs.append((reference, " ".join(t.text for t in finals)))
         split += len(finals) > 1
+        budgets += [spent] if spent else []
     ms = sorted(latencies)
     return {"p50_ms": round(statistics.median(ms)), "p95_ms": round(float(np.percentile(ms, 95))),
-            "max_ms": round(ms[-1]), "wer_pct": round(corpus_wer(pairs), 1), "turns_split": split, "turns": len(ms)}
+            "max_ms": round(ms[-1]), "wer_pct": round(corpus_wer(pairs), 1), "turns_split": split, "turns": len(ms),
+            **{f"{part}_p50_ms": round(statistics.median(b[part] for b in budgets)) for part in BUDGET if budgets}}
 
 
-def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str) -> dict:
+def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str, partials: bool = True) -> dict:
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-turns-"))
-    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}, vad={"endpoint": endpoint})
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}, vad={"endpoint": endpoint, **({} if partials else {"partial_interval_ms": 0})})
     pipeline = PipelineProcess(run_dir, cfg, env=pulse.env)
     settle_s = (pipeline.cfg.vad.max_silence_ms + 500) / 1000
     try:
@@ -146,6 +173,7 @@ def main() -> None:
     parser.add_argument("--max-s", type=float, default=20.0, help="skip prompts longer than this (s)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--endpoint", choices=("text", "silence"), default="text")
+    parser.add_argument("--no-partials", action="store_true", help="interim text off (vad.partial_interval_ms: 0)")
     parser.add_argument("--idle-s", type=float, default=60.0)
     args = parser.parse_args()
     ensure_installed("fr")
@@ -155,13 +183,15 @@ def main() -> None:
     hesitations = [with_hesitation(p, folder, rng) for p in prompts]
     runs = []
     for run in range(args.runs):
-        row = {"run": run + 1, "endpoint": args.endpoint, "reference_p50_ms": reference_p50_ms(prompts),
-               **live_run(prompts, hesitations, args.endpoint)}
+        row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,
+               "reference_p50_ms": reference_p50_ms(prompts),
+               **live_run(prompts, hesitations, args.endpoint, partials=not args.no_partials)}
         row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
         runs.append(row)
         print(json.dumps(row), flush=True)
     if args.runs > 1:
-        print(json.dumps({"median_of_runs": args.runs, "endpoint": args.endpoint, **medians(runs)}))
+        print(json.dumps({"median_of_runs": args.runs, "endpoint": args.endpoint, "partials": not args.no_partials,
+                          **medians(runs)}))
 
 
 if __name__ == "__main__":

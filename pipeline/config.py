@@ -86,6 +86,10 @@ class VadConfig(_Strict):
     as the fixed rule would. Offline, on 40 Debian prompts decoded up to 120 ms after their end, and
     again cut at a mid-sentence pause: text alone called 35/40 ends and 27/40 cuts finished; at
     -0.4, 23/40 ends and 6/40 cuts were also sure. Lower = faster, more early closes at a pause."""
+    silence_floor_dbfs: float | None = Field(-70.0, lt=0)
+    """Windows quieter than this (RMS, dBFS) are silence without asking Silero: a muted or idle
+    digital microphone costs no model call (Silero was a third of listening to silence). -70 dBFS is
+    below any laptop microphone's room noise (-60 to -45 dBFS), far below speech; null = always ask."""
     speculate_after_ms: int = Field(120, ge=0)
     """After this much silence in an open utterance, send it to the worker for a final-quality decode
     ahead of time; if only silence follows until the utterance closes, that answer is the final,

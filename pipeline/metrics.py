@@ -23,6 +23,8 @@ UTTERANCES = Counter("stt_utterances_total", "Utterances closed by the VAD", ["s
 UTTERANCES_RESENT = Counter("stt_utterances_resent_total", "Utterances sent again after a route change or timeout", ["stage"])
 VAD_SECONDS = Histogram("stt_vad_seconds", "VAD time per audio chunk", ["stage"],
                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05))
+VAD_GATED = Counter("stt_vad_windows_gated_total", "Windows below vad.silence_floor_dbfs: silence, no Silero call",
+                    ["stage"])
 QUEUE_DEPTH = Gauge("stt_queue_depth", "Utterances waiting for a transcript", ["stage"], multiprocess_mode="livemax")
 CAPTURE_OVERFLOWS = Counter("stt_capture_overflows_total", "Input overflows reported by the audio device", ["stage"])
 CAPTURE_GAP_SECONDS = Counter("stt_capture_gap_seconds_total", "Audio lost to device re-opens", ["stage"])
@@ -86,6 +88,7 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
     for reason in CLOSE_REASONS:
         UTTERANCES.labels("vad", reason)
     QUEUE_DEPTH.labels("vad").set(0)
+    VAD_GATED.labels("vad")
 
 
 def mark_dead(pid: int | None) -> None:

@@ -24,6 +24,7 @@ class Segment:
     end_sample: int
     pcm: np.ndarray
     reason: str         # "silence" | "max_silence" | "turn_complete" | "max_length" | "flush"
+    silence_samples: int = 0  # the trailing silence it closed on (the endpoint's share of the wait)
 
 
 class Segmenter:
@@ -117,9 +118,9 @@ class Segmenter:
 
     def _close(self, reason: str) -> list[Segment]:
         pcm = np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)
-        self._open = None
+        silence, self._open = self._silence_samples, None
         self.close_after_ms, self.close_reason = self.cfg.min_silence_ms, "silence"
         if self._speech_samples * 1000 < self.cfg.min_speech_ms * self.rate:
             self.dropped_short += 1
             return []
-        return [Segment(self._start, self._start + pcm.size, pcm, reason)]
+        return [Segment(self._start, self._start + pcm.size, pcm, reason, silence)]

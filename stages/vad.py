@@ -69,6 +69,8 @@ class VadStage(Stage):
         self.outputs |= {f"partial_{w}": PortSpec("push", topology.partials(run_dir, w), bind=True, blocking=False, hwm=1)
                          for w in workers}
         self._prob_fn = prob_fn
+        self._floor = None if cfg.silence_floor_dbfs is None else 10 ** (cfg.silence_floor_dbfs / 20)
+        self._below_floor = False  # the last window was answered as silence without Silero
         self._clock = clock
         self._segmenter = Segmenter(cfg, sample_rate_hz)
         self._buffer = np.zeros(0, dtype=np.float32)
@@ -162,15 +164,28 @@ class VadStage(Stage):
         out: list[Output] = []
         while self._buffer.size >= self.window:
             window, self._buffer = self._buffer[:self.window], self._buffer[self.window:]
-            started = time.perf_counter()
-            prob = self._prob_fn(window, self.rate)
-            metrics.VAD_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            prob = self._speech_prob(window)
             closed = self._segmenter.push(window, prob)
             if not closed and not self._segmenter.is_open:
                 self._open_id = None  # a burst dropped as too short keeps no id
             out += self._emit(closed) + self._maybe_speculate()
             self._since_partial += window.size
         return out + self._maybe_partial()
+
+    def _speech_prob(self, window: np.ndarray) -> float:
+        """Silero's probability, or 0 without a call below the silence floor. Silero is recurrent:
+        after a stretch it did not hear, it starts again from a clean state, as on a new stream."""
+        if self._floor is not None and float(np.sqrt(np.mean(window * window))) < self._floor:
+            self._below_floor = True
+            metrics.VAD_GATED.labels(self.name).inc()
+            return 0.0
+        if self._below_floor and hasattr(self._prob_fn, "reset"):
+            self._prob_fn.reset()
+        self._below_floor = False
+        started = time.perf_counter()
+        prob = self._prob_fn(window, self.rate)
+        metrics.VAD_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return prob
 
     def _maybe_partial(self) -> list[Output]:
         """Interim text while speech goes on; never during the silence that may end it."""
@@ -256,7 +271,7 @@ class VadStage(Stage):
             self._spool.put(utt.utt_id, frames.to_bytes(utt, self.name))  # before anything says it exists
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
-                          reason=seg.reason)
+                          reason=seg.reason, silence_ms=round(seg.silence_samples * 1000 / self.rate))
             self._pending[utt.utt_id] = Pending(utt)
             out += self._send(self._pending[utt.utt_id])
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
@@ -273,9 +288,9 @@ class VadStage(Stage):
     def sent(self, port: str, frame: frames.Frame) -> None:
         """A final handed to ZeroMQ; one the runner had to drop (no worker connected) is sent again
         at the next tick instead of waiting for a route change or resend_after_s."""
-        if isinstance(frame, frames.Utterance) and not (frame.is_partial or frame.speculative):
-            if frame.utt_id in self._pending:
-                self._pending[frame.utt_id].left = True
+        if (isinstance(frame, frames.Utterance) and not (frame.is_partial or frame.speculative)
+                and frame.utt_id in self._pending):
+            self._pending[frame.utt_id].left = True
 
     def _on_ack(self, utt_id: str) -> list[Output]:
         if self._pending.pop(utt_id, None) is not None:

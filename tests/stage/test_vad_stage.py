@@ -46,11 +46,12 @@ def vad(tmp_path, probs: list[float], clock=None, **cfg) -> tuple[StageDriver, V
     return driver, stage
 
 
-def play(driver: StageDriver, windows: int, first_seq: int = 1) -> list:
+def play(driver: StageDriver, windows: int, first_seq: int = 1, level: float = 0.01) -> list:
+    """`windows` chunks of one window each, at a constant `level` (0.01: -40 dBFS, above the floor)."""
     out = []
     for seq in range(first_seq, first_seq + windows):
         chunk = frames.AudioChunk(seq=seq, t_capture_ns=0, t_capture_wall_s=0.0, sample_rate_hz=16000, channels=1,
-                                  pcm=np.full(WINDOW, 0.01, dtype=np.float32).tobytes())
+                                  pcm=np.full(WINDOW, level, dtype=np.float32).tobytes())
         out += driver.send("audio", chunk)
     return out
 
@@ -73,6 +74,30 @@ def test_speech_then_silence_gives_a_speculative_copy_then_one_final_with_pre_ro
     assert len(speculative.pcm) // 4 == (16 + 40 + 4) * WINDOW
     assert final.speculated_samples == len(speculative.pcm) // 4 and final.utt_id == speculative.utt_id
     assert not utterances(out, "transcribe_gpu")  # only the routed worker hears anything
+
+
+class CountingVad(ScriptedVad):
+    resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def test_below_the_silence_floor_silero_is_not_asked_and_starts_clean_afterwards(tmp_path):
+    driver, stage = vad(tmp_path, [])
+    stage._prob_fn = silero = CountingVad([SPEECH] * 40 + [SILENT] * 20)
+    # Digital silence (a muted microphone), then -80 dBFS: both below the -70 dBFS floor.
+    out = play(driver, 30, level=0.0) + play(driver, 10, first_seq=31, level=1e-4)
+    assert silero.calls == 0 and not utterances(out, "transcribe_cpu")
+    out = play(driver, 60, first_seq=41)  # -40 dBFS: Silero hears it, from a clean state
+    assert silero.calls == 60 and silero.resets == 1
+    assert [u.speculative for u in utterances(out, "transcribe_cpu")] == [True, False]
+
+
+def test_without_a_silence_floor_every_window_goes_to_silero(tmp_path):
+    driver, stage = vad(tmp_path, [SILENT] * 20, silence_floor_dbfs=None)
+    play(driver, 20, level=0.0)
+    assert stage._prob_fn.calls == 20
 
 
 def test_partials_every_400_ms_of_speech_never_during_the_closing_silence(tmp_path):

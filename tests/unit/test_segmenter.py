@@ -40,6 +40,7 @@ def test_utterance_closes_after_min_silence_and_keeps_pre_roll():
     assert first_window == 7  # 3 windows (96 ms) of pre-roll before speech at window 10
     assert seg.start_sample == 7 * WIN and seg.end_sample == seg.start_sample + seg.pcm.size
     assert seg.reason == "silence"
+    assert seg.silence_samples == 10 * WIN  # the 320 ms it closed on, logged as the endpoint's share
 
 
 def test_hysteresis_keeps_dips_inside_speech():
