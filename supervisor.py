@@ -10,20 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
 from pipeline import frames, topology
-from pipeline.config import PipelineConfig, load_config_or_exit, write_snapshot
-from pipeline.durable import clear_state
+from pipeline.config import PipelineConfig, load_config_or_exit
 from pipeline.exitcodes import ExitCode, describe
 from pipeline.lifecycle import StageState
 from pipeline.logs import configure_logging, get_logger
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active, hang_reason, memory_reason
 from pipeline.procs import StageProcess, child_env, kill, rss_mib, stage_command, stop_all
+from pipeline.rundir import RunDirError, clear_after_clean_stop, leftover_state, open_run_dir
 from pipeline.testmode import TEST_RECORDING, TestModeCheck
 from pipeline.transcription import gpu
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
@@ -351,18 +350,6 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {"audio": audio, **({"run_dir": args.run_dir} if args.run_dir else {})}
 
 
-def prepare_run_dir(cfg: PipelineConfig) -> Path:
-    """Private (0700) runtime dir with fresh metrics and stage state, and the config snapshot."""
-    run_dir = cfg.resolved_run_dir()
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
-    shutil.rmtree(run_dir / "prom", ignore_errors=True)
-    (run_dir / "prom").mkdir()
-    clear_state(topology.state_paths(run_dir))  # spooled utterances, published ids, capture cursor
-    write_snapshot(cfg, run_dir / "config.resolved.json")
-    return run_dir
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("supervisor")
@@ -372,7 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.CLEAN
     cfg = load_config_or_exit(args.config, overrides_from(args))
     configure_logging("supervisor", cfg.logging.level)
-    run_dir = prepare_run_dir(cfg)
+    try:
+        run_dir, lock = open_run_dir(cfg)
+    except RunDirError as err:
+        print(f"run dir error: {err}", file=sys.stderr)
+        return ExitCode.CONFIG_ERROR
+    left = leftover_state(run_dir)
+    if any(left.values()):
+        get_logger().warning("state_resumed", run_dir=str(run_dir), **left)  # the last session did not stop cleanly
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "prom")  # before prometheus_client is imported
     from pipeline.health import HealthServer
 
@@ -391,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if health:
             health.stop()
+    if code == ExitCode.CLEAN and not clear_after_clean_stop(run_dir):
+        get_logger().warning("state_kept", reason="utterances still pending after the drain", **leftover_state(run_dir))
+    lock.release()
     if check:
         print(json.dumps(check.report(), ensure_ascii=False), file=sys.stderr)
     return int(code)

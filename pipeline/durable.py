@@ -2,8 +2,9 @@
 
 A stage can die at any instant, so every write is either an atomic rename (`Spool`, `Cursor`)
 or one `write()` on an O_APPEND descriptor (`IdLog`): the kernel keeps what was written even
-when the process is killed right after. No fsync: this survives process crashes, not power cuts,
-and the supervisor clears the run dir's state at every start (a new session).
+when the process is killed right after. No fsync: this survives process crashes, not power cuts.
+The supervisor keeps this state across its own crashes and clears it after a clean stop
+(pipeline/rundir.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 
 def clear_state(paths: tuple[Path, ...]) -> None:
-    """A new supervisor session starts with no leftovers from the previous one."""
+    """After a clean stop that left nothing pending: the next session starts from nothing."""
     for path in paths:
         if path.is_dir():
             for child in path.iterdir():

@@ -55,6 +55,9 @@ def public_port(cfg: PipelineConfig, run_dir: Path) -> PortSpec:
                     curve_server=(curve.server_secret_key, curve.authorized_clients_dir) if curve else None)
 
 
+SPOOL_END_OF_STREAM = "end-of-stream"  # the VAD's spool entry that says the source is done
+
+
 def vad_spool(run_dir: Path) -> Path:
     return run_dir / "vad_spool"
 
@@ -68,7 +71,7 @@ def capture_cursor(run_dir: Path) -> Path:
 
 
 def state_paths(run_dir: Path) -> tuple[Path, ...]:
-    """What stages keep across their own crashes; cleared when a new supervisor session starts."""
+    """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py)."""
     return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir)
 
 

@@ -30,7 +30,7 @@ from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transport import PortSpec
 
 MAX_CHUNK_S = 1  # capture sends 32 ms chunks; a bigger one is not from our capture stage
-EOS_KEY = "end-of-stream"  # spool entry: the source is done (survives a restart for Drained)
+EOS_KEY = topology.SPOOL_END_OF_STREAM  # spool entry: the source is done (survives a restart for Drained)
 DRAIN_RESEND_AFTER_S = 5.0  # while draining, an utterance without a transcript this long is sent again
 
 

@@ -1,0 +1,67 @@
+"""The supervisor is not a single point of loss: SIGKILLed and started again on its run dir (as
+systemd's Restart=on-failure would), it resumes the state its stages left instead of wiping it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from pipeline.harness.pipeline_process import ROOT, pid_alive, pipeline_config
+from pipeline.harness.waiting import wait_until
+from pipeline.rundir import leftover_state
+
+AUDIO = ROOT / "tests" / "data" / "audio"
+
+
+def long_source(folder):
+    """The four test prompts three times (~25 s at real-time pace): speech outlasts what the test does."""
+    folder.mkdir()
+    for round_ in range(3):
+        for wav in sorted(AUDIO.glob("*.wav")):
+            shutil.copy(wav, folder / f"{round_}-{wav.name}")
+    return folder
+
+
+def test_a_sigkilled_supervisor_restarted_on_its_run_dir_loses_and_repeats_no_closed_utterance(
+        run_dir, start_pipeline, tmp_path):
+    source = long_source(tmp_path / "source")
+    # No spares and a patient hang detector: the stopped sink below stays the sink.
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}},
+                          supervisor={"spares": [], "heartbeat_liveness": 600, "max_busy_s": 600})
+    first = start_pipeline(cfg, "--source", str(source))
+    wait_until(lambda: first.subscriber.transcripts(), 120, what="a first transcript")
+    pids = first.stage_pids()
+    os.kill(pids["sink"], signal.SIGSTOP)  # nothing is published (or acknowledged) from here on
+    closed = len(first.find("utterance_closed"))
+    wait_until(lambda: len(first.find("utterance_closed")) > closed, 60, what="an utterance closed while nothing publishes")
+    first.proc.kill()  # SIGKILL: no drain, no cleanup; every stage follows it down
+    os.kill(pids["sink"], signal.SIGKILL)
+    published = [t.utt_id for t in first.subscriber.transcripts()]  # its subscriber would hear the second session too
+    wait_until(lambda: not any(pid_alive(pid) for pid in pids.values()), 15, what="the first session's stages to exit")
+    assert leftover_state(run_dir)["spooled"] >= 1
+
+    second = start_pipeline(cfg, "--source", str(source))
+    assert second.wait_exit(180) == 0, second.log_tail()
+    resumed = second.find("state_resumed")
+    assert resumed and resumed[0]["spooled"] >= 1 and resumed[0]["cursor"] == 1, second.log_tail()
+    published += [t.utt_id for t in second.subscriber.transcripts()]
+    closed_ids = {e["utt_id"] for e in first.find("utterance_closed") + second.find("utterance_closed")}
+    dropped = {e["utt_id"] for e in first.find("non_speech_dropped") + second.find("non_speech_dropped")}
+    assert len(published) == len(set(published)), "a transcript was published twice"
+    assert closed_ids - dropped == set(published), second.log_tail()
+    assert not any(leftover_state(run_dir).values())  # a clean stop with nothing pending clears it
+
+
+def test_a_second_supervisor_on_a_live_run_dir_is_refused(run_dir, start_pipeline):
+    first = start_pipeline(pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}),
+                           "--source", str(AUDIO), "--keep-running")
+    first.wait_event("stage_up", stage_name="sink", timeout_s=90)
+    config = run_dir / "config.resolved.json"  # the first session's own config, same run dir
+    second = subprocess.run([sys.executable, "supervisor.py", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 78
+    assert f"another supervisor (pid {first.proc.pid})" in second.stderr
+    assert first.proc.poll() is None and not first.find("stage_failed")
