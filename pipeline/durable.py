@@ -5,6 +5,11 @@ or one `write()` on an O_APPEND descriptor (`IdLog`): the kernel keeps what was 
 when the process is killed right after. No fsync: this survives process crashes, not power cuts.
 The supervisor keeps this state across its own crashes and clears it after a clean stop
 (pipeline/rundir.py).
+
+A write that fails (disk full, the run dir read-only or deleted) never stops a stage: the
+stage goes on with its state in memory, so nothing is lost while it lives; only what a crash of
+it would have kept is at risk until writes work again. Every failure is counted
+(`stt_state_write_errors_total{store}`); the first of a run of failures and the recovery are logged.
 """
 
 from __future__ import annotations
@@ -13,6 +18,31 @@ import json
 import os
 from collections import OrderedDict
 from pathlib import Path
+
+
+class _WriteHealth:
+    """One store's failed writes: every one counted, the first and the recovery logged once."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        self.failing = False
+
+    def failed(self, err: OSError) -> None:
+        from pipeline import metrics  # not at import: the supervisor imports this before choosing its metrics dir
+        from pipeline.logs import get_logger
+
+        metrics.STATE_WRITE_ERRORS.labels(self.store).inc()
+        if not self.failing:
+            self.failing = True
+            get_logger().error("state_write_failed", store=self.store, error=f"{type(err).__name__}: {err}",
+                               consequence="kept in memory only: a crash of this stage now loses it")
+
+    def succeeded(self) -> None:
+        if self.failing:
+            from pipeline.logs import get_logger
+
+            self.failing = False
+            get_logger().info("state_write_recovered", store=self.store)
 
 
 def clear_state(paths: tuple[Path, ...]) -> None:
@@ -38,18 +68,41 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.health = _WriteHealth(directory.name)
+        self._write(lambda: None)  # makes the directory, or counts why it cannot
 
-    def put(self, key: str, data: bytes) -> None:
-        _atomic_write(self.dir / f"{key}{self.SUFFIX}", data)
+    def put(self, key: str, data: bytes) -> bool:
+        """False when it could not be written (counted, logged): the caller keeps it in memory."""
+        return self._write(lambda: _atomic_write(self.dir / f"{key}{self.SUFFIX}", data))
 
-    def remove(self, key: str) -> None:
-        (self.dir / f"{key}{self.SUFFIX}").unlink(missing_ok=True)
+    def remove(self, key: str) -> bool:
+        return self._write(lambda: (self.dir / f"{key}{self.SUFFIX}").unlink(missing_ok=True))
+
+    def _write(self, step) -> bool:
+        try:
+            if not self.dir.is_dir():  # missing, or deleted while running: made again (never its parents)
+                self.dir.mkdir(mode=0o700, exist_ok=True)
+            step()
+        except OSError as err:
+            self.health.failed(err)
+            return False
+        self.health.succeeded()
+        return True
 
     def load(self) -> list[tuple[str, bytes]]:
-        """Everything spooled, oldest first (keys sort by creation within a session)."""
-        files = sorted(self.dir.glob(f"*{self.SUFFIX}"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-        return [(p.name.removesuffix(self.SUFFIX), p.read_bytes()) for p in files]
+        """Everything spooled, oldest first (keys sort by creation within a session); an entry that
+        vanished or cannot be read while loading is skipped (the caller counts what it cannot decode)."""
+        try:
+            files = sorted(self.dir.glob(f"*{self.SUFFIX}"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        except OSError:
+            return []
+        entries = []
+        for path in files:
+            try:
+                entries.append((path.name.removesuffix(self.SUFFIX), path.read_bytes()))
+            except OSError:
+                continue
+        return entries
 
 
 class IdLog:
@@ -58,12 +111,16 @@ class IdLog:
     def __init__(self, path: Path, limit: int) -> None:
         self.path = path
         self.limit = limit
+        self.health = _WriteHealth(path.name)
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._lines = 0  # lines in the file, so it is rewritten before it grows past 2 x limit
         self._fd: int | None = None
-        if path.exists():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                self._remember(line.strip())
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            self._remember(line.strip())
         self._compact()
 
     def __contains__(self, item: str) -> bool:
@@ -74,7 +131,15 @@ class IdLog:
 
     def add(self, item: str) -> None:
         self._remember(item)
-        os.write(self._fd, f"{item}\n".encode())
+        if self._fd is None:
+            self._compact()  # the last write failed: try to get the file back, with every id we hold
+            return
+        try:
+            os.write(self._fd, f"{item}\n".encode())
+        except OSError as err:
+            self.health.failed(err)
+            self.close()
+            return
         self._lines += 1
         if self._lines > 2 * self.limit:
             self._compact()
@@ -87,10 +152,15 @@ class IdLog:
 
     def _compact(self) -> None:
         # The rename swaps the file under our O_APPEND descriptor: reopen on the new one.
-        _atomic_write(self.path, "".join(f"{i}\n" for i in self._ids).encode())
-        self._lines = len(self._ids)
         self.close()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _atomic_write(self.path, "".join(f"{i}\n" for i in self._ids).encode())
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as err:
+            self.health.failed(err)
+            return
+        self._lines = len(self._ids)
+        self.health.succeeded()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -103,6 +173,7 @@ class Cursor:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.health = _WriteHealth(path.name)
 
     def load(self) -> dict | None:
         try:
@@ -111,5 +182,11 @@ class Cursor:
             return None
         return data if isinstance(data, dict) else None
 
-    def save(self, data: dict) -> None:
-        _atomic_write(self.path, json.dumps(data).encode())
+    def save(self, data: dict) -> bool:
+        try:
+            _atomic_write(self.path, json.dumps(data).encode())
+        except OSError as err:
+            self.health.failed(err)
+            return False
+        self.health.succeeded()
+        return True

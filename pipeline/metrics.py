@@ -25,6 +25,8 @@ VAD_SECONDS = Histogram("stt_vad_seconds", "VAD time per audio chunk", ["stage"]
                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05))
 VAD_GATED = Counter("stt_vad_windows_gated_total", "Windows below vad.silence_floor_dbfs: silence, no Silero call",
                     ["stage"])
+STATE_WRITE_ERRORS = Counter("stt_state_write_errors_total", "Durable state that could not be written (kept in memory)",
+                             ["store"])
 QUEUE_DEPTH = Gauge("stt_queue_depth", "Utterances waiting for a transcript", ["stage"], multiprocess_mode="livemax")
 CAPTURE_OVERFLOWS = Counter("stt_capture_overflows_total", "Input overflows reported by the audio device", ["stage"])
 CAPTURE_GAP_SECONDS = Counter("stt_capture_gap_seconds_total", "Audio lost to device re-opens", ["stage"])
@@ -58,6 +60,7 @@ ERROR_KINDS = ("load", "warmup", "cuda", "inference")  # stt_errors_total{error}
 OUTCOMES = ("ok", "non_speech", "partial", "error")    # stt_transcriptions_total{outcome}
 HANG_REASONS = ("heartbeat_missed", "busy_too_long", "start_timeout", "memory_limit")  # besides exit_N, signal_N
 CLOSE_REASONS = ("silence", "max_silence", "turn_complete", "max_length", "flush")  # stt_utterances_total{reason}
+STATE_STORES = ("vad_spool", "sink_published.ids", "capture_cursor.json")  # stt_state_write_errors_total{store}
 
 
 def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterable[str], workers: Iterable[str],
@@ -89,6 +92,8 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
         UTTERANCES.labels("vad", reason)
     QUEUE_DEPTH.labels("vad").set(0)
     VAD_GATED.labels("vad")
+    for store in STATE_STORES:
+        STATE_WRITE_ERRORS.labels(store)
 
 
 def mark_dead(pid: int | None) -> None:

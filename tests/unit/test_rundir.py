@@ -85,3 +85,9 @@ def test_a_drain_that_left_utterances_pending_keeps_all_the_state_for_the_next_s
     fill_state(tmp_path, spooled=2)
     assert not clear_after_clean_stop(tmp_path)
     assert leftover_state(tmp_path) == {"spooled": 2, "end_of_stream": 1, "published_ids": 1, "cursor": 1}
+
+
+def test_state_stores_named_in_metrics_are_the_run_dirs_files(tmp_path):
+    from pipeline.metrics import STATE_STORES
+
+    assert STATE_STORES == tuple(p.name for p in topology.state_paths(tmp_path))
