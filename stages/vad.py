@@ -10,7 +10,7 @@ rather than drop one.
 
 from __future__ import annotations
 
-import os
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -77,7 +77,9 @@ class VadStage(Stage):
         self._pending: OrderedDict[str, Pending] = OrderedDict()
         self._active: str | None = None
         self._epoch = -1
-        self._session = f"{os.getpid():x}{int(time.time()) & 0xFFFF:04x}"
+        # Random, not pid + wall clock: the published ids outlive a supervisor restart, and a pid
+        # reused after a clock jump (or in a restarted container) must not mint an id seen before.
+        self._session = secrets.token_hex(5)
         self._count = 0                     # ids minted
         self._closed = 0                    # utterances emitted
         self._open_id: str | None = None    # id of the utterance being spoken, minted at its first partial
