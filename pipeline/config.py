@@ -42,6 +42,10 @@ class AudioConfig(_Strict):
     runs: speech keeps flowing for as long as the run needs, whatever the machine's speed)."""
     max_file_s: float = Field(3600.0, gt=0)
     """Longest file the file source accepts (s)."""
+    replay_s: float = Field(60.0, ge=0)
+    """Capture keeps this much of the audio it sent (in memory, ~3.8 MiB per minute) so that a
+    restarted VAD gets back everything after its committed offset, the speech in progress included;
+    what a VAD down for longer misses is logged (`replay_truncated`, `audio_lost`). 0 = no replay."""
 
     @model_validator(mode="after")
     def _silero_rate(self) -> AudioConfig:

@@ -67,6 +67,7 @@ class Utterance:
     is_partial: bool = False   # the utterance so far, still open: decode fast, never retry
     speculative: bool = False  # speech just paused: decode as a final, keep the answer, publish nothing
     speculated_samples: int = 0  # on a final: only silence followed the speculative copy of this length
+    end_seq: int = 0           # the capture chunk it ends in: a restarted VAD replays from after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,22 @@ class TurnHint:
     complete: bool             # what the text says
     reason: str                # sentence_end | no_sentence_end | ends_on_function_word | non_speech
     end_logprob: float = 0.0   # how sure the decoder was of the end (the VAD has the threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """A (re)started VAD to capture: send again every chunk from `from_seq` on (its committed offset)."""
+    KIND: ClassVar[str] = "replay_request"
+    from_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStart:
+    """Capture to VAD, ahead of the replayed chunks: they start at `first_seq`; anything between
+    `from_seq` and it was older than the replay buffer (audio_replay_s) and is gone."""
+    KIND: ClassVar[str] = "replay_start"
+    from_seq: int
+    first_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +168,8 @@ class Drained:
     utterances: int
 
 
-Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | TurnHint | Ack | Heartbeat | Route | Stop
-         | Activate | Drained)
+Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | TurnHint | ReplayRequest | ReplayStart | Ack
+         | Heartbeat | Route | Stop | Activate | Drained)
 KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
 TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack"}
 

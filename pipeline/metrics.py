@@ -27,6 +27,7 @@ VAD_GATED = Counter("stt_vad_windows_gated_total", "Windows below vad.silence_fl
                     ["stage"])
 STATE_WRITE_ERRORS = Counter("stt_state_write_errors_total", "Durable state that could not be written (kept in memory)",
                              ["store"])
+REPLAYED_FRAMES = Counter("stt_replayed_frames_total", "Frames capture sent again to a restarted VAD", ["stage"])
 QUEUE_DEPTH = Gauge("stt_queue_depth", "Utterances waiting for a transcript", ["stage"], multiprocess_mode="livemax")
 CAPTURE_OVERFLOWS = Counter("stt_capture_overflows_total", "Input overflows reported by the audio device", ["stage"])
 CAPTURE_GAP_SECONDS = Counter("stt_capture_gap_seconds_total", "Audio lost to device re-opens", ["stage"])
@@ -60,7 +61,7 @@ ERROR_KINDS = ("load", "warmup", "cuda", "inference")  # stt_errors_total{error}
 OUTCOMES = ("ok", "non_speech", "partial", "error")    # stt_transcriptions_total{outcome}
 HANG_REASONS = ("heartbeat_missed", "busy_too_long", "start_timeout", "memory_limit")  # besides exit_N, signal_N
 CLOSE_REASONS = ("silence", "max_silence", "turn_complete", "max_length", "flush")  # stt_utterances_total{reason}
-STATE_STORES = ("vad_spool", "sink_published.ids", "capture_cursor.json")  # stt_state_write_errors_total{store}
+STATE_STORES = ("vad_spool", "sink_published.ids", "capture_cursor.json", "vad_offset.json")  # stt_state_write_errors_total{store}
 
 
 def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterable[str], workers: Iterable[str],
@@ -92,6 +93,7 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
         UTTERANCES.labels("vad", reason)
     QUEUE_DEPTH.labels("vad").set(0)
     VAD_GATED.labels("vad")
+    REPLAYED_FRAMES.labels("capture")
     for store in STATE_STORES:
         STATE_WRITE_ERRORS.labels(store)
 

@@ -60,6 +60,11 @@ class Segmenter:
         return np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)
 
     @property
+    def position(self) -> int:
+        """Samples pushed so far (the coordinates of open_start and of Segment's samples)."""
+        return self._position
+
+    @property
     def open_start(self) -> int:
         return self._start
 

@@ -40,6 +40,11 @@ def hints(run_dir: Path) -> str:
     return ipc_endpoint(run_dir, "hints")
 
 
+def replay(run_dir: Path) -> str:
+    """A restarted VAD asks capture for the audio after its committed offset (capture binds)."""
+    return ipc_endpoint(run_dir, "replay")
+
+
 def results(run_dir: Path) -> str:
     return ipc_endpoint(run_dir, "results")
 
@@ -70,9 +75,13 @@ def capture_cursor(run_dir: Path) -> Path:
     return run_dir / "capture_cursor.json"
 
 
+def vad_offset(run_dir: Path) -> Path:
+    return run_dir / "vad_offset.json"
+
+
 def state_paths(run_dir: Path) -> tuple[Path, ...]:
     """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py)."""
-    return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir)
+    return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir)
 
 
 def events(run_dir: Path) -> str:

@@ -6,11 +6,16 @@ A cursor in the run dir (chunk number, file position, wall time) lets a restarte
 carry on: files resume where they were, and the microphone's restart gap is logged and sent
 as a CaptureGap with its duration. Chunks that were queued but never reached the VAD show up
 there as a jump in numbering (logged as `audio_lost`).
+
+The last `audio.replay_s` of what was sent is kept: a restarted VAD asks (`ReplayRequest`) for
+everything after its committed offset and gets a `ReplayStart` and those frames again, in order,
+so the speech being spoken when the VAD died is not lost.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,8 @@ class CaptureStage(Stage):
         self.frame_samples = cfg.sample_rate_hz * cfg.frame_ms // 1000
         # A short queue: what a crash of this process takes with it stays small.
         self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False, hwm=AUDIO_HWM)}
+        self.inputs = {"replay": PortSpec("pull", topology.replay(run_dir), bind=True, kinds=("replay_request",))}
+        self._sent: deque[frames.Frame] = deque(maxlen=max(1, int(cfg.replay_s * 1000 / cfg.frame_ms)))
         self.source: FileSource | DeviceSource | None = None
         self._cursor = Cursor(topology.capture_cursor(run_dir))
         self._resumed: list[SourceEvent] = []  # sent by the first produce() after a restart
@@ -101,7 +108,26 @@ class CaptureStage(Stage):
             out.append(("audio", self._to_frame(item)))
         return out
 
+    def handle(self, port: str, frame: frames.Frame) -> list[Output]:
+        """A (re)started VAD's ReplayRequest: the frames it asks for again, from the replay buffer."""
+        if not isinstance(frame, frames.ReplayRequest):
+            return []
+        kept = [f for f in self._sent if f.seq >= frame.from_seq]
+        first = kept[0].seq if kept else self._seq + 1
+        if first > frame.from_seq:
+            self.log.warning("replay_truncated", from_seq=frame.from_seq, first_seq=first,
+                             lost_ms=round((first - frame.from_seq) * self.cfg.frame_ms, 1))
+        self.log.info("replay_sent", from_seq=frame.from_seq, frames=len(kept))
+        metrics.REPLAYED_FRAMES.labels(self.name).inc(len(kept))
+        return [("audio", frames.ReplayStart(frame.from_seq, first))] + [("audio", f) for f in kept]
+
     def _to_frame(self, item: np.ndarray | SourceEvent) -> frames.Frame:
+        frame = self._make_frame(item)
+        if self.cfg.replay_s:
+            self._sent.append(frame)
+        return frame
+
+    def _make_frame(self, item: np.ndarray | SourceEvent) -> frames.Frame:
         self._seq += 1
         self.last_seq = self._seq
         if isinstance(item, np.ndarray):

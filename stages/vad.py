@@ -5,7 +5,9 @@ again when the supervisor routes to another worker or restarts a worker or the s
 epoch), or when one waits too long; the sink drops duplicates. Pending utterances are spooled
 to the run dir before they are sent, so a SIGKILLed VAD re-sends them when it comes back.
 When `max_pending` utterances wait, the VAD stops reading audio (backpressure to capture)
-rather than drop one.
+rather than drop one. It also commits the capture chunk from which a successor must hear the
+audio again (pipeline/replay.py): a restarted VAD asks capture to replay from there and rebuilds
+the utterance that was being spoken.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipeline.config import PipelineConfig, VadConfig
 from pipeline.durable import Spool
 from pipeline.endpointing import TurnVerdict, close_after_ms, sure_enough
 from pipeline.logs import get_logger
+from pipeline.replay import ReplayOffset
 from pipeline.runner import CONTROL, Output, Stage
 from pipeline.segmenter import Segment, Segmenter
 from pipeline.silero import WINDOW_SAMPLES, SileroVad
@@ -62,12 +65,15 @@ class VadStage(Stage):
             "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",), kinds=("ack",)),
             "hints": PortSpec("pull", topology.hints(run_dir), bind=True, kinds=("turn_hint",)),
             "audio": PortSpec("pull", topology.audio(run_dir), bind=True,
-                              kinds=("audio_chunk", "capture_gap", "end_of_stream")),
+                              kinds=("audio_chunk", "capture_gap", "end_of_stream", "replay_start")),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
         # Partials: queue of one, dropped when the worker has not taken the previous one yet.
         self.outputs |= {f"partial_{w}": PortSpec("push", topology.partials(run_dir, w), bind=True, blocking=False, hwm=1)
                          for w in workers}
+        self.outputs["replay"] = PortSpec("push", topology.replay(run_dir), bind=False, blocking=False, hwm=1)
+        self._offset = ReplayOffset(topology.vad_offset(run_dir), keep_chunks=int(60 * sample_rate_hz / self.window))
+        self._skip_through = 0  # a second answer to a repeated ReplayRequest: its frames up to here are old
         self._prob_fn = prob_fn
         self._floor = None if cfg.silence_floor_dbfs is None else 10 ** (cfg.silence_floor_dbfs / 20)
         self._below_floor = False  # the last window was answered as silence without Silero
@@ -104,6 +110,9 @@ class VadStage(Stage):
             self._restore(key, blob)
         if self._pending or self._eos:
             self.log.info("spool_restored", pending=len(self._pending), end_of_stream=self._eos)
+        from_seq = self._offset.restore(p.utterance.end_seq for p in self._pending.values())
+        if from_seq is not None:
+            self.log.info("replay_wanted", from_seq=from_seq)
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
 
     def _restore(self, key: str, blob: bytes) -> None:
@@ -124,7 +133,11 @@ class VadStage(Stage):
         return port != "audio" or len(self._pending) < self.cfg.max_pending
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
+        if isinstance(frame, frames.ReplayStart):
+            return self._on_replay_start(frame)
         if isinstance(frame, (frames.AudioChunk, frames.CaptureGap, frames.EndOfStream)):
+            if self._replayed_or_waiting(frame.seq):
+                return []
             return self._check_continuity(frame.seq) + self._on_capture(frame)
         if isinstance(frame, frames.Ack):
             return self._on_ack(frame.utt_id)
@@ -132,6 +145,27 @@ class VadStage(Stage):
             return self._on_turn_hint(frame)
         if isinstance(frame, frames.Route):
             return self._on_route(frame)
+        return []
+
+    def _replayed_or_waiting(self, seq: int) -> bool:
+        """Live audio that arrives before the replay starts comes again inside it; a replay that
+        answers a repeated request brings frames already heard. Both are dropped."""
+        if self._offset.awaiting is not None:
+            metrics.FRAMES_DROPPED.labels(self.name, "awaiting_replay").inc()
+            return True
+        if seq <= self._skip_through:
+            metrics.FRAMES_DROPPED.labels(self.name, "replayed_twice").inc()
+            return True
+        self._skip_through = 0
+        return False
+
+    def _on_replay_start(self, start: frames.ReplayStart) -> list[Output]:
+        if self._offset.awaiting is None or start.from_seq != self._offset.awaiting:
+            self._skip_through = self._last_audio_seq  # an answer to an earlier request: old frames follow
+            return []
+        self._offset.awaiting = None
+        self._last_audio_seq = start.from_seq - 1  # a first_seq past it is a hole: logged as audio_lost
+        self.log.info("replay_started", from_seq=start.from_seq, first_seq=start.first_seq)
         return []
 
     def _on_capture(self, frame) -> list[Output]:
@@ -164,6 +198,7 @@ class VadStage(Stage):
             samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
         self._buffer = np.concatenate([self._buffer, samples])
         out: list[Output] = []
+        closed_any = False
         while self._buffer.size >= self.window:
             window, self._buffer = self._buffer[:self.window], self._buffer[self.window:]
             prob = self._speech_prob(window)
@@ -172,6 +207,11 @@ class VadStage(Stage):
                 self._open_id = None  # a burst dropped as too short keeps no id
             out += self._emit(closed) + self._maybe_speculate()
             self._since_partial += window.size
+            closed_any = closed_any or bool(closed)
+        seg = self._segmenter
+        self._offset.seen(chunk.seq, seg.position)
+        preroll = self.cfg.pre_roll_ms * self.rate // 1000
+        self._offset.commit(seg.open_start if seg.is_open else max(0, seg.position - preroll), now=closed_any)
         return out + self._maybe_partial()
 
     def _speech_prob(self, window: np.ndarray) -> float:
@@ -259,7 +299,9 @@ class VadStage(Stage):
             self.log.info("end_of_stream", source=frame.source, utterances=self._closed)
             self._eos = True
             self._spool.put(EOS_KEY, b"")
-        return self._emit(closed) + self._maybe_drained()
+        out = self._emit(closed)
+        self._offset.commit_seq(frame.seq + 1)  # everything up to the break is in a closed utterance
+        return out + self._maybe_drained()
 
     def _emit(self, segments: list[Segment]) -> list[Output]:
         out = []
@@ -269,7 +311,8 @@ class VadStage(Stage):
             speculated, self._spec_samples = self._spec_samples, 0
             self._closed += 1
             utt = frames.Utterance(utt_id, seg.start_sample / self.rate, seg.end_sample / self.rate, time.time(),
-                                   self.rate, seg.pcm.tobytes(), speculated_samples=speculated)
+                                   self.rate, seg.pcm.tobytes(), speculated_samples=speculated,
+                                   end_seq=self._last_audio_seq)
             self._spool.put(utt.utt_id, frames.to_bytes(utt, self.name))  # before anything says it exists
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
@@ -308,14 +351,16 @@ class VadStage(Stage):
         return [out for p in self._pending.values() for out in self._send(p)]
 
     def tick(self, now_ns: int) -> list[Output]:
-        """Send again what never left, and what has waited too long for its transcript (while
-        draining, DRAIN_RESEND_AFTER_S: the drain must not end on an utterance sent into the void)."""
+        """Ask capture for the replay until it starts; send again what never left, and what has
+        waited too long for its transcript (while draining, DRAIN_RESEND_AFTER_S: the drain must
+        not end on an utterance sent into the void)."""
+        asked = [] if self._offset.awaiting is None else [("replay", frames.ReplayRequest(self._offset.awaiting))]
         limit_s = min(self.cfg.resend_after_s, DRAIN_RESEND_AFTER_S) if self._draining else self.cfg.resend_after_s
         late = [p for p in self._pending.values()
                 if p.sent_epoch >= 0 and (not p.left or now_ns - p.sent_ns > limit_s * 1e9)]
         if late:
             self.log.info("utterances_sent_again", count=len(late), never_left=sum(not p.left for p in late))
-        return [out for p in late for out in self._send(p)] + self._maybe_drained()
+        return asked + [out for p in late for out in self._send(p)] + self._maybe_drained()
 
     def _maybe_drained(self) -> list[Output]:
         if self._eos and not self._pending and not self._drained_sent:

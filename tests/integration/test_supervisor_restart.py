@@ -1,5 +1,6 @@
-"""The supervisor is not a single point of loss: SIGKILLed and started again on its run dir (as
-systemd's Restart=on-failure would), it resumes the state its stages left instead of wiping it."""
+"""Nothing said is lost to a crash: a VAD killed mid-utterance (capture replays the audio from its
+committed offset), a supervisor SIGKILLed and started again on its run dir (as systemd's
+Restart=on-failure would: it resumes the state its stages left instead of wiping it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pipeline.harness.pipeline_process import ROOT, pid_alive, pipeline_config
 from pipeline.harness.waiting import wait_until
 from pipeline.rundir import leftover_state
+from pipeline.testmode import keyword_hits
 
 AUDIO = ROOT / "tests" / "data" / "audio"
 
@@ -65,3 +67,27 @@ def test_a_second_supervisor_on_a_live_run_dir_is_refused(run_dir, start_pipelin
     assert second.returncode == 78
     assert f"another supervisor (pid {first.proc.pid})" in second.stderr
     assert first.proc.poll() is None and not first.find("stage_failed")
+
+
+REFERENCES = {  # tests/data/audio/ATTRIBUTION.md
+    "fr-agent-loginok.wav": "vous êtes maintenant en ligne",
+    "fr-all-circuits-busy-now.wav": "toutes les lignes sont occupées pour l'instant",
+    "fr-check-number-dial-again.wav": "veuillez vérifier le numéro et composer de nouveau",
+    "fr-conf-full.wav": "cette conférence est pleine",
+}
+
+
+def test_a_vad_sigkilled_while_someone_speaks_loses_nothing_of_what_was_said(run_dir, start_pipeline):
+    pipeline = start_pipeline(pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}), "--source", str(AUDIO))
+    # Interim text exists only while an utterance is open: the VAD dies in the middle of speech.
+    wait_until(lambda: pipeline.subscriber.partials(), 120, what="interim text of an utterance being spoken")
+    victim = pipeline.stage_pids()["vad"]
+    os.kill(victim, signal.SIGKILL)
+    assert pipeline.wait_exit(180) == 0, pipeline.log_tail()
+    assert pipeline.find("stage_failed", stage_name="vad", reason="signal_9")
+    assert pipeline.find("replay_started"), pipeline.log_tail()
+    texts = [t.text for t in pipeline.subscriber.transcripts()]
+    for reference in REFERENCES.values():  # every sentence said, in exactly one final
+        matching = [t for t in texts if keyword_hits(reference.split(), t) >= len(reference.split()) // 2 + 1]
+        assert len(matching) == 1, (reference, texts, pipeline.log_tail())
+    assert len(texts) == len(REFERENCES), texts

@@ -1,0 +1,98 @@
+"""A VAD killed mid-utterance loses nothing: its successor replays the audio from the committed offset.
+
+CaptureStage (a real file source) and VadStage in-process, frames passed by hand as the runner
+would: capture's output to the VAD's `audio` port, the VAD's `replay` output to capture. Speech is
+a loud stretch between silences, and the speech probability follows the loudness, so the
+utterance found depends on the audio, not on how many windows each VAD saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile
+
+from pipeline import frames
+from pipeline.config import AudioConfig, VadConfig
+from pipeline.harness.stage_driver import StageDriver, of_kind
+from pipeline.runner import CONTROL
+from stages.capture import CaptureStage
+from stages.vad import VadStage
+
+RATE = 16000
+
+
+def loudness_vad(window, rate) -> float:
+    return 0.9 if float(np.sqrt(np.mean(window * window))) > 0.05 else 0.05
+
+
+def speech_file(path):
+    rng = np.random.default_rng(3)
+    quiet = rng.normal(0, 0.001, RATE).astype(np.float32)  # room noise, above the silence floor
+    loud = rng.normal(0, 0.3, int(2.5 * RATE)).astype(np.float32)
+    soundfile.write(path, np.concatenate([quiet, loud, quiet, quiet]), RATE, subtype="FLOAT")
+
+
+def a_vad(run_dir) -> StageDriver:
+    stage = VadStage(VadConfig(endpoint="silence", partial_interval_ms=0, speculate_after_ms=0), RATE, run_dir,
+                     ["transcribe_cpu"], prob_fn=loudness_vad)
+    driver = StageDriver(stage)
+    driver.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=1))
+    return driver
+
+
+def capture_frames(tmp_path, run_dir, replay_s: float = 60.0):
+    speech_file(tmp_path / "speech.wav")
+    capture = CaptureStage(AudioConfig(source=str(tmp_path / "speech.wav"), pace="fast", replay_s=replay_s), run_dir)
+    driver = StageDriver(capture)
+    sent = []
+    while not capture.exhausted:
+        sent += [f for _, f in driver._emitted(capture.produce(0.05))]
+    return driver, [f for f in sent if isinstance(f, frames.AudioChunk)]
+
+
+def finals(outputs) -> list[frames.Utterance]:
+    return [u for u in of_kind(outputs, frames.Utterance, "transcribe_cpu") if not u.speculative]
+
+
+def test_the_successor_of_a_vad_killed_mid_utterance_rebuilds_the_whole_utterance(tmp_path):
+    clean_dir, run_dir = tmp_path / "clean", tmp_path / "run"
+    clean_dir.mkdir()
+    run_dir.mkdir()
+    _, chunks = capture_frames(tmp_path, tmp_path / "unused")
+    clean = a_vad(clean_dir)
+    for chunk in chunks:
+        clean.send("audio", chunk)
+    [reference] = finals(clean.outputs)
+
+    capture, _ = capture_frames(tmp_path, run_dir)
+    first = a_vad(run_dir)
+    middle = int(2.2 * RATE / 512)  # 1.2 s into the 2.5 s of speech
+    for chunk in chunks[:middle]:
+        first.send("audio", chunk)
+    assert not finals(first.outputs)  # SIGKILL now: the utterance is open, nothing closed
+
+    second = a_vad(run_dir)
+    for chunk in chunks[middle:middle + 5]:  # live audio reaching it before the replay: dropped
+        second.send("audio", chunk)
+    [(port, request)] = [(p, f) for p, f in second.tick(0) if isinstance(f, frames.ReplayRequest)]
+    assert port == "replay" and request.from_seq <= chunks[int(0.5 * RATE / 512)].seq  # pre-roll included
+    replayed = capture.send("replay", request)
+    start = replayed[0][1]
+    assert isinstance(start, frames.ReplayStart) and start.first_seq == request.from_seq
+    for _, frame in replayed:
+        second.send("audio", frame)
+    second.send("audio", start)  # a second answer to the same request: its frames are old
+    for _, frame in replayed[1:]:
+        second.send("audio", frame)
+    [rebuilt] = finals(second.outputs)
+    assert rebuilt.pcm == reference.pcm  # the same audio, sample for sample
+    assert not any(isinstance(f, frames.ReplayRequest) for _, f in second.tick(0))  # asked once, answered
+
+
+def test_a_vad_down_longer_than_the_replay_buffer_gets_what_is_left_and_logs_the_hole(tmp_path):
+    capture, chunks = capture_frames(tmp_path, tmp_path, replay_s=1.0)
+    start, *replayed = [f for _, f in capture.send("replay", frames.ReplayRequest(from_seq=1))]
+    kept = int(1000 / 32)  # frames in 1 s: the last chunks and the end-of-stream mark
+    assert [f.seq for f in replayed] == list(range(start.first_seq, start.first_seq + kept))
+    assert isinstance(replayed[-1], frames.EndOfStream) and start.first_seq > 1  # the hole is logged
+    assert [f.pcm for f in replayed[:-1]] == [c.pcm for c in chunks[-(kept - 1):]]
