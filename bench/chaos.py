@@ -11,6 +11,10 @@ VAD closed, transcripts published, lost and duplicated ones, and recovery time p
 processes' own logs: process (SIGKILL -> the replacement READY: the stage's preloaded spare when
 it had one ready, else a cold start) and service (for a worker: until a worker is routed again;
 killing the standby worker interrupts nothing). Only active processes are killed, never spares.
+
+`--against-clean` first plays the same recording once without kills and then compares what was
+*said* (bench/said.py: the clean run's finals, by words) with what the chaos run published, so
+speech that never became an utterance (a VAD killed mid-sentence) counts as lost too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import soundfile
 
+from bench.said import compare_said
 from pipeline.harness.pipeline_process import PipelineProcess, pid_alive, pipeline_config
 from pipeline.harness.waiting import wait_until
 from pipeline.topology import WORKERS
@@ -54,6 +59,7 @@ class ChaosReport:
     kills: list[Kill] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)       # utterance ids the VAD closed
     published: list[str] = field(default_factory=list)    # finals received by a subscriber
+    texts: list[str] = field(default_factory=list)        # their texts, in the order they were spoken
     non_speech: set[str] = field(default_factory=set)     # acknowledged, deliberately not published
     exit_code: int | None = None
     duration_s: float = 0.0
@@ -190,6 +196,8 @@ def _enough(report: ChaosReport, stages: tuple[str, ...], max_kills: int | None,
 def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     report.closed = [e["utt_id"] for e in pipeline.find("utterance_closed")]
     report.published = [t.utt_id for t in pipeline.subscriber.transcripts()]
+    spoken = {utt_id: n for n, utt_id in enumerate(report.closed)}  # closing order, across VAD restarts
+    report.texts = [t.text for t in sorted(pipeline.subscriber.transcripts(), key=lambda t: spoken.get(t.utt_id, -1))]
     report.non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
     ups = pipeline.find("stage_up")
     switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
@@ -237,6 +245,10 @@ def print_table(summary: dict) -> None:
     print(f"{'service (ms)':16} {'p50':>6} {'p95':>6} {'max':>6} {'n':>4}   (worker kills: until a worker is routed again)")
     for name, row in summary["service_recovery_ms"].items():
         print(f"{name:16} {row['p50']:>6} {row['p95']:>6} {row['max']:>6} {row['n']:>4}")
+    if "said" in summary:
+        said = summary["said"]
+        print(f"against the clean run ({said['reference_finals']} finals): said but lost {said['lost']}  "
+              f"published twice {said['duplicated']}")
 
 
 def main() -> None:
@@ -248,16 +260,29 @@ def main() -> None:
     parser.add_argument("--min-interval", type=float, default=1.0)
     parser.add_argument("--max-interval", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--against-clean", action="store_true",
+                        help="first a clean run of the same recording: count what was said, not what was closed")
     args = parser.parse_args()
+    if args.against_clean and args.kills_per_stage:
+        parser.error("--against-clean plays the recording once: use --kills, not --kills-per-stage")
     with tempfile.TemporaryDirectory(prefix="luxa-chaos-") as tmp:
         run_dir = Path(tmp)
         audio = run_dir / "speech.wav"
         prompts = build_recording(args.minutes, audio, seed=args.seed)
         print(f"chaos: {prompts} prompts, {args.minutes:g} min of French speech", flush=True)
+        clean = None
+        if args.against_clean:
+            (run_dir / "clean").mkdir(mode=0o700)
+            clean = run_chaos(audio, run_dir / "clean", chaos_config(run_dir / "clean"), max_kills=0)
         report = run_chaos(audio, run_dir, chaos_config(run_dir), (args.min_interval, args.max_interval),
                            max_kills=None if args.kills_per_stage else args.kills,
                            kills_per_stage=args.kills_per_stage, seed=args.seed)
     summary = report.summary()
+    if clean is not None:
+        said = compare_said(clean.texts, report.texts)
+        summary["said"] = {"reference_finals": len(clean.texts), "lost": len(said.lost),
+                           "duplicated": len(said.duplicated), "lost_texts": said.lost,
+                           "duplicated_texts": said.duplicated}
     print_table(summary)
     OUT.mkdir(exist_ok=True)
     (OUT / "chaos.json").write_text(json.dumps({**summary, "lost_ids": report.lost,
