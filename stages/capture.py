@@ -72,7 +72,10 @@ class CaptureStage(Stage):
             self._resume(previous)
 
     def _resume(self, previous: dict) -> None:
-        self._seq = int(previous.get("seq", 0))
+        # A microphone's cursor may be DEVICE_CURSOR_EVERY_S old: number on past anything the dead
+        # process may have sent since, so the VAD never takes new audio for old (it orders by number).
+        skip = 0 if isinstance(self.source, FileSource) else int(DEVICE_CURSOR_EVERY_S * 1000 / self.cfg.frame_ms) + 1
+        self._seq = int(previous.get("seq", 0)) + skip
         gap_ms = max(0.0, (time.time() - float(previous.get("wall_s", time.time()))) * 1000)
         self._resumed = [SourceEvent("gap", "capture restarted", "restart", gap_ms)]
         if isinstance(self.source, FileSource):

@@ -35,6 +35,7 @@ from pipeline.transport import PortSpec
 MAX_CHUNK_S = 1  # capture sends 32 ms chunks; a bigger one is not from our capture stage
 EOS_KEY = topology.SPOOL_END_OF_STREAM  # spool entry: the source is done (survives a restart for Drained)
 DRAIN_RESEND_AFTER_S = 5.0  # while draining, an utterance without a transcript this long is sent again
+MAX_HELD = 4096  # capture frames held while the one before them is missing (~2 min of audio, 8 MiB)
 
 
 @dataclass
@@ -73,7 +74,8 @@ class VadStage(Stage):
                          for w in workers}
         self.outputs["replay"] = PortSpec("push", topology.replay(run_dir), bind=False, blocking=False, hwm=1)
         self._offset = ReplayOffset(topology.vad_offset(run_dir), keep_chunks=int(60 * sample_rate_hz / self.window))
-        self._skip_through = 0  # a second answer to a repeated ReplayRequest: its frames up to here are old
+        self._held: dict[int, frames.Frame] = {}  # capture frames ahead of the next one expected, by seq
+        self._held_at_last_tick = False
         self._prob_fn = prob_fn
         self._floor = None if cfg.silence_floor_dbfs is None else 10 ** (cfg.silence_floor_dbfs / 20)
         self._below_floor = False  # the last window was answered as silence without Silero
@@ -136,9 +138,10 @@ class VadStage(Stage):
         if isinstance(frame, frames.ReplayStart):
             return self._on_replay_start(frame)
         if isinstance(frame, (frames.AudioChunk, frames.CaptureGap, frames.EndOfStream)):
-            if self._replayed_or_waiting(frame.seq):
+            if self._offset.awaiting is not None:  # live audio before the replay starts: it comes again inside it
+                metrics.FRAMES_DROPPED.labels(self.name, "awaiting_replay").inc()
                 return []
-            return self._check_continuity(frame.seq) + self._on_capture(frame)
+            return [out for f in self._in_order(frame) for out in self._check_continuity(f.seq) + self._on_capture(f)]
         if isinstance(frame, frames.Ack):
             return self._on_ack(frame.utt_id)
         if isinstance(frame, frames.TurnHint):
@@ -147,22 +150,32 @@ class VadStage(Stage):
             return self._on_route(frame)
         return []
 
-    def _replayed_or_waiting(self, seq: int) -> bool:
-        """Live audio that arrives before the replay starts comes again inside it; a replay that
-        answers a repeated request brings frames already heard. Both are dropped."""
-        if self._offset.awaiting is not None:
-            metrics.FRAMES_DROPPED.labels(self.name, "awaiting_replay").inc()
-            return True
-        if seq <= self._skip_through:
-            metrics.FRAMES_DROPPED.labels(self.name, "replayed_twice").inc()
-            return True
-        self._skip_through = 0
-        return False
+    def _in_order(self, frame) -> list[frames.Frame]:
+        """Capture frames in sequence order. A restarted capture's first frames can overtake the dead
+        one's last (ZeroMQ fair-queues the two pipes; in --fast mode seconds of audio were queued):
+        frames ahead wait here. Older numbers than the last processed (a replay answering a repeated
+        request) are dropped; numbers that never come (frames that died in the dead capture's send
+        queue) are given up on at the second tick (`_release_held`), and logged as `audio_lost`."""
+        last = self._last_audio_seq
+        if last and frame.seq <= last:
+            metrics.FRAMES_DROPPED.labels(self.name, "already_heard").inc()
+            return []
+        if last and frame.seq > last + 1:
+            self._held[frame.seq] = frame
+            return self._release_held() if len(self._held) > MAX_HELD else []
+        ready, following = [frame], frame.seq + 1
+        while following in self._held:
+            ready.append(self._held.pop(following))
+            following += 1
+        return ready
+
+    def _release_held(self) -> list[frames.Frame]:
+        held, self._held, self._held_at_last_tick = self._held, {}, False
+        return [held[seq] for seq in sorted(held)]
 
     def _on_replay_start(self, start: frames.ReplayStart) -> list[Output]:
         if self._offset.awaiting is None or start.from_seq != self._offset.awaiting:
-            self._skip_through = self._last_audio_seq  # an answer to an earlier request: old frames follow
-            return []
+            return []  # an answer to an earlier request: its frames are older than what was heard
         self._offset.awaiting = None
         self._last_audio_seq = start.from_seq - 1  # a first_seq past it is a hole: logged as audio_lost
         self.log.info("replay_started", from_seq=start.from_seq, first_seq=start.first_seq)
@@ -355,6 +368,9 @@ class VadStage(Stage):
         waited too long for its transcript (while draining, DRAIN_RESEND_AFTER_S: the drain must
         not end on an utterance sent into the void)."""
         asked = [] if self._offset.awaiting is None else [("replay", frames.ReplayRequest(self._offset.awaiting))]
+        gave_up = self._release_held() if self._held and self._held_at_last_tick else []
+        self._held_at_last_tick = bool(self._held)
+        asked += [out for f in gave_up for out in self._check_continuity(f.seq) + self._on_capture(f)]
         limit_s = min(self.cfg.resend_after_s, DRAIN_RESEND_AFTER_S) if self._draining else self.cfg.resend_after_s
         late = [p for p in self._pending.values()
                 if p.sent_epoch >= 0 and (not p.left or now_ns - p.sent_ns > limit_s * 1e9)]

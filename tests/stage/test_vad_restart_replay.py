@@ -96,3 +96,35 @@ def test_a_vad_down_longer_than_the_replay_buffer_gets_what_is_left_and_logs_the
     assert [f.seq for f in replayed] == list(range(start.first_seq, start.first_seq + kept))
     assert isinstance(replayed[-1], frames.EndOfStream) and start.first_seq > 1  # the hole is logged
     assert [f.pcm for f in replayed[:-1]] == [c.pcm for c in chunks[-(kept - 1):]]
+
+
+def test_frames_of_a_restarted_capture_that_overtake_the_dead_ones_are_put_back_in_order(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _, chunks = capture_frames(tmp_path, tmp_path / "unused")
+    clean, vad = a_vad(tmp_path / "unused"), a_vad(run_dir)
+    for chunk in chunks:
+        clean.send("audio", chunk)
+    # The dead capture's last 40 frames still queued, fair-queued 1:1 with its successor's first ones.
+    cut = len(chunks) - 80
+    old, new = chunks[cut:cut + 40], chunks[cut + 40:]
+    for chunk in chunks[:cut]:
+        vad.send("audio", chunk)
+    for pair in zip(new, old):
+        for chunk in pair:
+            vad.send("audio", chunk)
+    for chunk in new[len(old):]:
+        vad.send("audio", chunk)
+    assert [u.pcm for u in finals(vad.outputs)] == [u.pcm for u in finals(clean.outputs)]
+
+
+def test_a_number_that_never_comes_is_given_up_on_at_the_second_tick(tmp_path, log_capture):
+    _, chunks = capture_frames(tmp_path, tmp_path / "unused")
+    vad = a_vad(tmp_path)
+    for chunk in chunks[:10] + chunks[15:20]:  # 11-15 died in the dead capture's send queue
+        vad.send("audio", chunk)
+    vad.tick(0)
+    assert vad.stage._last_audio_seq == chunks[9].seq  # still waiting: the first tick may be too soon
+    vad.tick(0)
+    assert vad.stage._last_audio_seq == chunks[19].seq
+    assert [e["chunks"] for e in log_capture.entries if e.get("event") == "audio_lost"] == [5]
