@@ -35,7 +35,9 @@ from pipeline.transport import PortSpec
 MAX_CHUNK_S = 1  # capture sends 32 ms chunks; a bigger one is not from our capture stage
 EOS_KEY = topology.SPOOL_END_OF_STREAM  # spool entry: the source is done (survives a restart for Drained)
 DRAIN_RESEND_AFTER_S = 5.0  # while draining, an utterance without a transcript this long is sent again
-MAX_HELD = 4096  # capture frames held while the one before them is missing (~2 min of audio, 8 MiB)
+AUDIO_RCVHWM = 64  # chunks (~2 s) queued in front of the VAD: how far ahead capture can run, what a
+                   # capture restart can interleave, and so how far a committed offset can lag
+MAX_HELD = 4 * AUDIO_RCVHWM  # capture frames held while the one before them is missing
 
 
 @dataclass
@@ -65,7 +67,7 @@ class VadStage(Stage):
         self.inputs = {
             "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",), kinds=("ack",)),
             "hints": PortSpec("pull", topology.hints(run_dir), bind=True, kinds=("turn_hint",)),
-            "audio": PortSpec("pull", topology.audio(run_dir), bind=True,
+            "audio": PortSpec("pull", topology.audio(run_dir), bind=True, hwm=AUDIO_RCVHWM,
                               kinds=("audio_chunk", "capture_gap", "end_of_stream", "replay_start")),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
