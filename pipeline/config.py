@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipeline.exitcodes import ExitCode
 
 SILERO_RATES_HZ = (8000, 16000)
+FAULTS_ALLOWED_ENV = "LUXA_ALLOW_FAULT_INJECTION"
 
 
 class _Strict(BaseModel):
@@ -147,6 +148,16 @@ class TranscribeConfig(_Strict):
     /ready wants an answer within 3 x this. Each probe costs ~0.13 core-s (0.1 % of a core at 120 s)."""
     gpu: GpuWorkerConfig = GpuWorkerConfig()
     cpu: WorkerConfig = WorkerConfig()
+    inject_fault: Literal["hang", "raise"] | None = None
+    """Tests only: the first final-quality model call of the run hangs forever or raises
+    (pipeline/transcription/faults.py). Refused unless LUXA_ALLOW_FAULT_INJECTION=1 is set, so no
+    production config can turn it on by accident."""
+
+    @model_validator(mode="after")
+    def _faults_only_where_allowed(self) -> TranscribeConfig:
+        if self.inject_fault and os.environ.get(FAULTS_ALLOWED_ENV) != "1":
+            raise ValueError(f"transcribe.inject_fault is for tests: set {FAULTS_ALLOWED_ENV}=1 to use it")
+        return self
 
 
 class LibraryConfig(TranscribeConfig):

@@ -23,6 +23,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageFailed, StageStartError
 from pipeline.transcription.engine import Engine, NoModelError, Result
+from pipeline.transcription.faults import FaultInjector
 from pipeline.transcription.gpu import GpuUnavailableError
 from pipeline.transport import PortSpec
 
@@ -52,7 +53,8 @@ class TranscribeStage(Stage):
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
         # The CPU fallback is the other worker's job: this process never loads a second chain.
-        self.engine = engine or Engine(worker_cfg, cfg, cache_dir)
+        fault = FaultInjector(cfg.inject_fault, run_dir) if cfg.inject_fault else None
+        self.engine = engine or Engine(worker_cfg, cfg, cache_dir, fault=fault)
         self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()
 

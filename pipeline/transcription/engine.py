@@ -83,7 +83,7 @@ class Engine:
 
     def __init__(self, worker: WorkerConfig, transcribe: TranscribeConfig, cache_dir: Path,
                  model_factory: Callable = whisper_factory, gpu_probe: Callable = gpu.probe_gpus,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fault: Callable[[], None] | None = None) -> None:
         self.worker = worker
         self.cfg = transcribe
         self.cache_dir = cache_dir
@@ -97,6 +97,7 @@ class Engine:
         self.failures = 0          # engine errors, all models (client errors never count)
         self.last_success = 0.0    # monotonic time of the last answered request (0 = none yet)
         self._partial_preempted = threading.Event()
+        self._fault = fault  # tests only (pipeline/transcription/faults.py): called before a final's model call
         self.log = get_logger(device=self.device)
 
     def load(self) -> None:
@@ -208,6 +209,8 @@ class Engine:
     def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result:
         # Timed from the start: a fast-path attempt the guard refused is part of this request's cost.
         started = time.perf_counter()
+        if self._fault is not None and not partial:
+            self._fault()
         if loaded.fast is not None and (partial or self.cfg.fast_path):
             cancelled = None
             if partial:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, PipelineConfig, load_config, parse_config
+from pipeline.config import FAULTS_ALLOWED_ENV, ConfigError, PipelineConfig, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,3 +76,11 @@ def test_model_paths_outside_the_configured_dirs_are_refused(tmp_path):
                       "transcribe": {"cpu": {"models": [str(tmp_path / ".." / "elsewhere")]}}})
     ok = parse_config({"models": {"allowed_dirs": [str(tmp_path)]}, "transcribe": {"cpu": {"models": [str(tmp_path / "m")]}}})
     assert ok.transcribe.cpu.models == [str(tmp_path / "m")]
+
+
+def test_fault_injection_is_refused_unless_the_test_environment_allows_it(monkeypatch):
+    monkeypatch.delenv(FAULTS_ALLOWED_ENV, raising=False)
+    with pytest.raises(ConfigError, match="inject_fault is for tests"):
+        load_config(None, {"transcribe": {"inject_fault": "hang"}})
+    monkeypatch.setenv(FAULTS_ALLOWED_ENV, "1")
+    assert load_config(None, {"transcribe": {"inject_fault": "hang"}}).transcribe.inject_fault == "hang"
