@@ -75,7 +75,9 @@ class VadStage(Stage):
         self.outputs |= {f"partial_{w}": PortSpec("push", topology.partials(run_dir, w), bind=True, blocking=False, hwm=1)
                          for w in workers}
         self.outputs["replay"] = PortSpec("push", topology.replay(run_dir), bind=False, blocking=False, hwm=1)
-        self._offset = ReplayOffset(topology.vad_offset(run_dir), keep_chunks=int(60 * sample_rate_hz / self.window))
+        # Chunk positions back to the start of the longest utterance (and its pre-roll): all a commit needs.
+        kept_s = cfg.max_utterance_s + cfg.pre_roll_ms / 1000 + 1
+        self._offset = ReplayOffset(topology.vad_offset(run_dir), keep_chunks=int(kept_s * sample_rate_hz / self.window))
         self._held: dict[int, frames.Frame] = {}  # capture frames ahead of the next one expected, by seq
         self._held_at_last_tick = False
         self._prob_fn = prob_fn
