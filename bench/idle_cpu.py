@@ -1,10 +1,10 @@
 """What listening to a silent microphone costs: CPU and memory of every process while nobody speaks.
 
-    .venv/bin/python -m bench.idle_cpu [--seconds 60] [--runs 3] [--noise-dbfs -50]
+    .venv/bin/python -m bench.idle_cpu [--seconds 60] [--runs 3] [--noise-dbfs -50] [--settle-s 10]
 
 Starts the private PulseAudio server of pipeline/harness/pulse.py (a virtual microphone nobody
-plays into), runs `python supervisor.py` on it with the shipped defaults, waits for `/ready` and
-for every spare, then reads each process's CPU time from /proc over `--seconds`. Prints the
+plays into), runs `python supervisor.py` on it with the shipped defaults, waits for `/ready`, for
+every spare and `--settle-s` more (steady state, not start-up), then reads each process's CPU time from /proc over `--seconds`. Prints the
 share of one core per process (supervisor, stages, spares) and in all, and the resident memory;
 with `--runs N`, the medians of N runs. `--noise-dbfs`: the room is not silent: white noise at
 that RMS level plays into the microphone all along (a laptop microphone's floor is -60 to -45
@@ -57,7 +57,7 @@ def room_noise(pulse: PulseServer, dbfs: float, seconds: float) -> subprocess.Po
     return subprocess.Popen(["paplay", "--device=virtmic", str(wav)], env={**os.environ, **pulse.env})
 
 
-def measure(seconds: float, noise_dbfs: float | None = None) -> dict:
+def measure(seconds: float, noise_dbfs: float | None = None, settle_s: float = 10.0) -> dict:
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-idle-"))
@@ -71,6 +71,7 @@ def measure(seconds: float, noise_dbfs: float | None = None) -> dict:
         wait_until(lambda: {"capture", "vad", "sink", "transcribe_cpu"} <= {e["stage_name"] for e in
                                                                           pipeline.find("spare_ready")},
                    120, what="every spare preloaded")
+        time.sleep(settle_s)  # start-up is over (spares' last logs, the audio stream's first seconds)
         procs = processes(pipeline)
         before = {name: cpu_s(pid) for name, pid in procs.items()}
         started = time.monotonic()
@@ -93,10 +94,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--noise-dbfs", type=float, default=None, help="room noise played all along (RMS dBFS)")
+    parser.add_argument("--settle-s", type=float, default=10.0, help="wait this long after the spares are ready")
     args = parser.parse_args()
     runs = []
     for run in range(args.runs):
-        runs.append(measure(args.seconds, args.noise_dbfs))
+        runs.append(measure(args.seconds, args.noise_dbfs, args.settle_s))
         print(json.dumps({"run": run + 1, **runs[-1]}), flush=True)
     if args.runs > 1:
         per_process = {name: statistics.median(r["cpu_percent_of_one_core"].get(name, 0.0) for r in runs)

@@ -47,6 +47,10 @@ class AudioConfig(_Strict):
     """Capture keeps this much of the audio it sent (in memory, ~3.8 MiB per minute) so that a
     restarted VAD gets back everything after its committed offset, the speech in progress included;
     what a VAD down for longer misses is logged (`replay_truncated`, `audio_lost`). 0 = no replay."""
+    quiet_wake_ms: int = Field(500, ge=0)
+    """Microphone below `vad.silence_floor_dbfs` for longer than any utterance can stay open
+    (`vad.max_silence_ms` + 0.5 s): capture wakes this often and sends what piled up in one burst,
+    instead of waking for every chunk; sound at or above the floor wakes it at once. 0 = every chunk."""
 
     @model_validator(mode="after")
     def _silero_rate(self) -> AudioConfig:

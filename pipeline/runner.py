@@ -126,6 +126,7 @@ class StageRunner:
         self._recorder = RecordWriter(record_path) if record_path else None
         self._log = get_logger()
         self._sockets: dict = {}
+        self._frames_in, self._frames_out = metrics.Children(metrics.FRAMES_IN), metrics.Children(metrics.FRAMES_OUT)
 
     # -- live mode -----------------------------------------------------------------
 
@@ -260,7 +261,7 @@ class StageRunner:
         frame = self._decode(port, parts)
         if frame is None:
             return
-        metrics.FRAMES_IN.labels(self.stage.name, frame.KIND).inc()
+        self._frames_in(self.stage.name, frame.KIND).inc()
         if isinstance(frame, frames.Stop):
             self._log.info("stop_requested", reason=frame.reason)
             self.request_stop()
@@ -279,7 +280,7 @@ class StageRunner:
             spec = self.stage.outputs.get(port)
             blocking = spec.blocking if spec else False
             if send(self._sockets[port], frame, self.stage.name, timeout_ms if blocking else 0):
-                metrics.FRAMES_OUT.labels(self.stage.name, frame.KIND).inc()
+                self._frames_out(self.stage.name, frame.KIND).inc()
                 self.stage.sent(port, frame)
             elif blocking:
                 return  # backpressure: retry after the next heartbeat

@@ -6,6 +6,7 @@ Both yield 16 kHz mono float32 blocks of `frame_samples`; the capture stage numb
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,7 @@ import numpy as np
 
 from pipeline.audio import AudioInputError, load_audio
 from pipeline.logs import get_logger
+from pipeline.quiet_wake import QuietWake
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif"}
 
@@ -148,14 +150,19 @@ class DeviceSource:
 
     Opens at 16 kHz when the device allows it, else at its own rate and resamples with soxr.
     When the stream dies or stops delivering (headset unplugged), it is re-opened every
-    `reopen_every_s` and the lost stretch is reported as a gap.
+    `reopen_every_s` and the lost stretch is reported as a gap. After a long floor-quiet stretch
+    (`quiet`, pipeline/quiet_wake.py) the reader is woken only every `quiet_wake_s`, or at once by sound.
     """
 
     def __init__(self, device: str | int | None, frame_samples: int, rate_hz: int, on_overflow: Callable[[], None],
                  stall_s: float = 2.0, reopen_every_s: float = 1.0, sd=None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, quiet: QuietWake | None = None,
+                 quiet_wake_s: float = 0.5) -> None:
         self.device, self.frame_samples, self.rate = device, frame_samples, rate_hz
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(60 * rate_hz / frame_samples))
+        self._wake = threading.Event()  # set by the callback for a block the reader must take now
+        self._quiet = quiet or QuietWake(None, 0, rate_hz)
+        self._quiet_wake_s = quiet_wake_s
         self._on_overflow = on_overflow
         self._sd = sd
         self._stream = None
@@ -196,20 +203,29 @@ class DeviceSource:
     def _callback(self, indata, frames_count, time_info, status) -> None:
         if status.input_overflow:
             self._on_overflow()
+        block = indata[:, 0].copy()
         try:
-            self._queue.put_nowait(indata[:, 0].copy())
+            self._queue.put_nowait(block)
         except queue.Full:
             self._on_overflow()
+        if self._quiet.wake_now(block):
+            self._wake.set()
+
+    @property
+    def quiet(self) -> bool:
+        """The microphone has been below the silence floor for long: blocks may pile up a while."""
+        return self._quiet.quiet
 
     def read(self, max_wait_s: float) -> list[np.ndarray | SourceEvent]:
         if self._stream is None:
             return self._try_reopen(max_wait_s)
-        try:
-            blocks = [self._queue.get(timeout=max_wait_s)]
-        except queue.Empty:
-            return self._check_stalled()
+        self._wake.wait(min(max_wait_s, self._quiet_wake_s) if self._quiet.quiet else max_wait_s)
+        self._wake.clear()  # before draining: a block put after this sets it again, and is read next time
+        blocks = []
         while not self._queue.empty():
             blocks.append(self._queue.get_nowait())
+        if not blocks:
+            return self._check_stalled()
         self._last_block = self._clock()
         return self._rechunk(blocks)
 

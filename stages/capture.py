@@ -22,15 +22,17 @@ import numpy as np
 
 from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
-from pipeline.config import AudioConfig, PipelineConfig
+from pipeline.config import AudioConfig, PipelineConfig, VadConfig
 from pipeline.durable import Cursor
 from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
+from pipeline.quiet_wake import QuietWake
 from pipeline.runner import Output, Stage, StageStartError
 from pipeline.sources import DeviceSource, DeviceUnavailableError, FileSource, SourceEvent
 from pipeline.transport import PortSpec
 
 AUDIO_HWM = 64  # chunks (about 2 s) queued towards the VAD before capture waits
+QUIET_MARGIN_MS = 500  # floor-quiet this much longer than the longest closing silence before blocks may wait
 DEVICE_CURSOR_EVERY_S = 0.5  # a file write per 32 ms chunk was a sizeable part of idle listening
 
 
@@ -42,8 +44,9 @@ class CaptureStage(Stage):
     long_calls = False  # produce() returns within max_wait_s: inline (see Stage.long_calls)
     is_source = True
 
-    def __init__(self, cfg: AudioConfig, run_dir: Path, clock=time.monotonic) -> None:
+    def __init__(self, cfg: AudioConfig, run_dir: Path, clock=time.monotonic, vad: VadConfig | None = None) -> None:
         self.cfg = cfg
+        self.vad = vad or VadConfig()  # its silence floor and longest closing silence: when quiet may pile up
         self.frame_samples = cfg.sample_rate_hz * cfg.frame_ms // 1000
         # A short queue: what a crash of this process takes with it stays small.
         self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False, hwm=AUDIO_HWM)}
@@ -91,7 +94,11 @@ class CaptureStage(Stage):
                                      self.cfg.pace == "realtime", self.cfg.max_file_s, loop=self.cfg.loop)
             self.log.info("capture_files", path=str(path), files=len(self.source.files), pace=self.cfg.pace)
             return
-        self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow)
+        floor = self.vad.silence_floor_dbfs if self.cfg.quiet_wake_ms else None
+        quiet = QuietWake(floor, max(self.vad.min_silence_ms, self.vad.max_silence_ms) + QUIET_MARGIN_MS,
+                          self.cfg.sample_rate_hz)
+        self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow,
+                                   quiet=quiet, quiet_wake_s=self.cfg.quiet_wake_ms / 1000)
         try:
             self.source.open()
         except DeviceUnavailableError as err:
@@ -171,7 +178,7 @@ class CaptureStage(Stage):
 
 
 def make_stage(cfg: PipelineConfig, args) -> CaptureStage:
-    return CaptureStage(cfg.audio, cfg.resolved_run_dir())
+    return CaptureStage(cfg.audio, cfg.resolved_run_dir(), vad=cfg.vad)
 
 
 def main() -> None:

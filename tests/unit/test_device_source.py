@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from pipeline.quiet_wake import QuietWake
 from pipeline.sources import DeviceSource, DeviceUnavailableError, SourceEvent
 
 DEVICES = [{"name": "Built-in Microphone", "max_input_channels": 2, "default_samplerate": 48000.0},
@@ -25,10 +26,10 @@ class FakeStream:
     def close(self):
         pass
 
-    def deliver(self, seconds: float, overflow: bool = False):
+    def deliver(self, seconds: float, overflow: bool = False, level: float = 0.25):
         n = int(self.samplerate * seconds)
         for start in range(0, n, self.blocksize):
-            block = np.full((min(self.blocksize, n - start), 1), 0.25, dtype=np.float32)
+            block = np.full((min(self.blocksize, n - start), 1), level, dtype=np.float32)
             self.callback(block, block.shape[0], None, SimpleNamespace(input_overflow=overflow))
 
 
@@ -50,8 +51,8 @@ class FakeSoundDevice:
         return self.streams[-1]
 
 
-def source(sd, clock=None, overflows=None):
-    kwargs = {"clock": clock} if clock else {}
+def source(sd, clock=None, overflows=None, **kwargs):
+    kwargs |= {"clock": clock} if clock else {}
     counter = overflows if overflows is not None else []
     return DeviceSource("Built-in", 512, 16000, lambda: counter.append(1), sd=sd, **kwargs)
 
@@ -108,3 +109,21 @@ def test_unplugged_device_is_reopened_and_the_gap_reported(fake_clock):
     assert events[0].gap_ms == pytest.approx(2500)
     sd.streams[-1].deliver(0.064)
     assert len(src.read(0.1)) == 2
+
+
+def test_a_long_quiet_lets_blocks_pile_up_and_sound_ends_it_at_once():
+    sd = FakeSoundDevice()
+    src = source(sd, quiet=QuietWake(-70.0, 1000, 16000), quiet_wake_s=0.01)
+    src.open()
+    sd.streams[0].deliver(0.8, level=0.0)
+    assert not src.quiet                  # not yet longer than any utterance can stay open
+    sd.streams[0].deliver(0.8, level=0.0)
+    assert src.quiet
+    assert len(src.read(1.0)) == 50       # 1.6 s: every quiet block is still delivered
+    sd.streams[0].deliver(0.032, level=0.01)  # -40 dBFS: sound
+    assert not src.quiet and len(src.read(1.0)) == 1
+
+
+def test_without_a_floor_every_block_wakes_the_reader():
+    wake = QuietWake(None, 1000, 16000)
+    assert all(wake.wake_now(np.zeros(512, dtype=np.float32)) for _ in range(100)) and not wake.quiet
