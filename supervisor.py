@@ -20,7 +20,7 @@ from pipeline import frames, topology
 from pipeline.config import PipelineConfig, load_config_or_exit
 from pipeline.exitcodes import ExitCode, describe
 from pipeline.lifecycle import StageState
-from pipeline.logs import configure_logging, get_logger
+from pipeline.logs import LOG_FORMAT_ENV, configure_logging, console_logs, get_logger
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active, hang_reason, memory_reason
 from pipeline.procs import StageProcess, child_env, kill, rss_mib, stage_command, stop_all
 from pipeline.rundir import RunDirError, clear_after_clean_stop, leftover_state, open_run_dir
@@ -31,6 +31,7 @@ from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_p
 ROOT = Path(__file__).resolve().parent
 BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
 DEFAULT_CONFIG = ROOT / "config.yaml"
+CHECK_GRACE_S = 5.0  # test mode: how long after Drained the last transcript's copy may still come
 RECONCILE_EVERY_S = 0.25  # liveness, busy and start checks; exits, state changes and due starts act at once
 
 
@@ -38,7 +39,7 @@ class Supervisor:
     """Owns the processes: spawns the stages (and their spares), watches their heartbeats, carries
     out the restart and routing decisions of pipeline/policy.py, and stops everything in order."""
 
-    def __init__(self, cfg: PipelineConfig, run_dir: Path, print_transcripts: bool, check: TestModeCheck | None,
+    def __init__(self, cfg: PipelineConfig, run_dir: Path, transcript_view: str | None, check: TestModeCheck | None,
                  keep_running: bool = False) -> None:
         self.cfg = cfg
         self.keep_running = keep_running
@@ -47,13 +48,15 @@ class Supervisor:
         self.check = check
         self.log = get_logger()
         self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
-        self.procs = {name: StageProcess(name, self._argv(name, print_transcripts)) for name in self._stage_names()}
+        self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in self._stage_names()}
         self.spares = {name: StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
                        for name in cfg.supervisor.spares if name in self.procs}
         self.spare_failures = {name: 0 for name in self.spares}
         self.active: str | None = None
         self.epoch = 0
         self.stopping = False
+        self._drained_at: float | None = None  # when the VAD reported the source done (monotonic s)
+        self._announced = False  # the one line a person at a terminal is shown when it first serves
         self._reconcile_now = False  # a child exited or a stage changed state: reconcile on this pass
         self.exit_code = ExitCode.CLEAN
         self.env = child_env(str(run_dir / "prom"))
@@ -63,11 +66,11 @@ class Supervisor:
         workers = topology.enabled_workers(self.cfg)
         return [s for s in topology.STAGES if s not in topology.WORKERS or s in workers]
 
-    def _argv(self, name: str, print_transcripts: bool) -> list[str]:
+    def _argv(self, name: str, transcript_view: str | None) -> list[str]:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
         if name in topology.WORKERS:
             return stage_command("transcribe", "--worker", name, *snapshot)
-        return stage_command(name, *snapshot, *(["--print"] if name == "sink" and print_transcripts else []))
+        return stage_command(name, *snapshot, *(["--print", transcript_view] if name == "sink" and transcript_view else []))
 
     def _declare_series(self) -> None:
         """Every series known in advance, at 0 before /ready can answer 200 (see metrics.py)."""
@@ -120,6 +123,7 @@ class Supervisor:
                 if self._reconcile_now or now >= wake_at:
                     self._reconcile_now, next_reconcile, last_pass = False, now + RECONCILE_EVERY_S, now
                     self._reconcile(now)
+                self._stop_when_checked(now)
                 if now >= next_route:
                     self._publish_route()
                     next_route = now + self.sup.heartbeat_interval_s
@@ -143,9 +147,8 @@ class Supervisor:
             self._on_heartbeat(frame)
         elif isinstance(frame, frames.Drained):
             self.log.info("source_drained", utterances=frame.utterances)
-            ok = self.check.passed() if self.check else True
             if not self.keep_running:
-                self.request_stop("source_done", ExitCode.CLEAN if ok else ExitCode.FAILURE)
+                self._drained_at = time.monotonic()
         elif isinstance(frame, frames.Transcript) and self.check:
             self.check.add(frame)
 
@@ -199,6 +202,7 @@ class Supervisor:
             elif proc.state is StageState.STANDBY:  # a promoted spare: resent each pass until it reports starting
                 self._activate(proc)
         self._update_route()
+        self._announce_once()
         # Spares only once the pipeline serves: they would slow the first start down for nothing.
         serving = self.active is not None and all(
             p.healthy for n, p in self.procs.items() if n not in topology.WORKERS)
@@ -242,6 +246,25 @@ class Supervisor:
 
     def _activate(self, proc: StageProcess) -> None:
         send(self.down, frames.Activate(proc.pid, proc.restarts), "supervisor", 0)
+
+    def _stop_when_checked(self, now: float) -> None:
+        """The source is done. The last transcript's copy comes on another socket than the VAD's
+        Drained, so it may still be on its way: test mode waits for it (a bounded time) to judge."""
+        if self._drained_at is None or self.stopping:
+            return
+        ok = self.check.passed() if self.check else True
+        if ok or now - self._drained_at >= CHECK_GRACE_S:
+            self.request_stop("source_done", ExitCode.CLEAN if ok else ExitCode.FAILURE)
+
+    def _announce_once(self) -> None:
+        """A person at a terminal sees warnings only (logging.console_level): tell them once that it listens."""
+        if self._announced or not console_logs() or self.active is None or not all(
+                p.healthy for n, p in self.procs.items() if n not in topology.WORKERS):
+            return
+        self._announced = True
+        heard = f"playing {self.cfg.audio.source}" if self.cfg.audio.source else "listening to the microphone"
+        print(f"LUXA is {heard}, transcribing with {self.active} (language {self.cfg.transcribe.language}). "
+              "Ctrl-C stops.", file=sys.stderr, flush=True)
 
     def _next_start(self, after: float) -> float:
         """When the next stage or spare is due to be spawned after the last pass (monotonic s; inf:
@@ -350,6 +373,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-dir", help="private runtime directory (sockets, metrics, config snapshot)")
     parser.add_argument("--keep-running", action="store_true", help="after a --source is done, keep serving until stopped")
     parser.add_argument("--quiet", action="store_true", help="do not print transcripts on stdout")
+    parser.add_argument("--json", action="store_true",
+                        help="transcripts on stdout as JSON lines even on a terminal (the default when it is not one)")
+    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
+                        help="stderr: readable lines on a terminal and JSON lines otherwise (auto), or either always")
     parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
     return parser.parse_args(argv)
 
@@ -367,15 +394,23 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {"audio": audio, **({"run_dir": args.run_dir} if args.run_dir else {})}
 
 
+def transcript_view(args: argparse.Namespace) -> str | None:
+    """What the sink prints on stdout: nothing, a live view for a person, or JSON lines for a program."""
+    if args.quiet:
+        return None
+    return "json" if args.json or not sys.stdout.isatty() else "live"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ[LOG_FORMAT_ENV] = args.log_format  # read by every stage's configure_logging
     configure_logging("supervisor")
     if args.list_devices:
         from pipeline.sources import describe_devices
         print(describe_devices())
         return ExitCode.CLEAN
     cfg = load_config_or_exit(args.config, overrides_from(args))
-    configure_logging("supervisor", cfg.logging.level)
+    configure_logging("supervisor", cfg.logging.level, console_level=cfg.logging.console_level)
     try:
         run_dir, lock = open_run_dir(cfg)
     except RunDirError as err:
@@ -388,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.health import HealthServer
 
     check = TestModeCheck() if args.test_mode else None
-    supervisor = Supervisor(cfg, run_dir, print_transcripts=not args.quiet, check=check, keep_running=args.keep_running)
+    supervisor = Supervisor(cfg, run_dir, transcript_view(args), check=check, keep_running=args.keep_running)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.request_stop("signal"))
     supervisor.prepare_metrics()

@@ -133,7 +133,7 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
         # kills come whether or not a spare is ready again (a worker's takes 2-4 s to preload).
         wait_until(lambda: _still_running(pipeline) and set(stages) <= set(running_stages(pipeline))
                    and set(stages) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
-                   120, what="every stage and spare up")
+                   300, what="every stage and spare up")  # a deadline for a cold start, not a speed claim
         deadline = started + timeout_s
         _kill(pipeline, report, random.Random(seed), interval_s, stages, max_kills, kills_per_stage, deadline)
         if kills_per_stage and pipeline.proc.poll() is None:

@@ -36,7 +36,8 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
         atexit.register(shutil.rmtree, scratch, True)
         cfg = cfg.model_copy(update={"run_dir": scratch})
     stage_name = getattr(args, "stage_name", None) or name
-    configure_logging(stage_name, cfg.logging.level, restart_count=args.restart_count)
+    configure_logging(stage_name, cfg.logging.level, restart_count=args.restart_count,
+                      console_level=cfg.logging.console_level)
     stage = make_stage(cfg, args)
     sup = cfg.supervisor
     runner = StageRunner(stage, sup.heartbeat_interval_s, sup.drain_timeout_s, record_path=args.record)

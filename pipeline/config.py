@@ -298,6 +298,9 @@ class EndpointsConfig(_Strict):
 class LoggingConfig(_Strict):
     """`logging:` the level of every process."""
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """JSON lines (stderr not a terminal, or `--log-format json`): what programs and benchmarks read."""
+    console_level: Literal["debug", "info", "warning", "error"] = "warning"
+    """Readable lines on a terminal: warnings and errors only, so the transcripts stay in view."""
 
 
 class MetricsConfig(_Strict):

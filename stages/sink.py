@@ -5,13 +5,13 @@ in case the first acknowledgement was missed. The ids already published are appe
 in the run dir, so a SIGKILLed and restarted sink still publishes each utterance only once.
 Acknowledgements (and a copy of each final, for the supervisor's test mode) go on a private ipc
 socket, so the public one carries transcripts only and can require CURVE keys.
-With `--print`, transcripts also go to stdout as one JSON object per line (logs go to stderr).
+With `--print json`, transcripts also go to stdout as one JSON object per line; with `--print live`,
+as a terminal view in which the interim text updates in place (pipeline/terminal.py). Logs go to stderr.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -21,14 +21,10 @@ from pipeline.config import PipelineConfig
 from pipeline.durable import IdLog
 from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage
+from pipeline.terminal import TranscriptView
 from pipeline.transport import PortSpec
 
 SEEN_LIMIT = 100_000  # utterance ids remembered for de-duplication (~4 MB)
-
-
-def transcript_json(t: frames.Transcript) -> str:
-    """The documented stdout form: the Transcript fields as one JSON object."""
-    return json.dumps(dataclasses.asdict(t), ensure_ascii=False)
 
 
 class SinkStage(Stage):
@@ -38,11 +34,11 @@ class SinkStage(Stage):
     name = "sink"
     long_calls = False  # one transcript per frame: handled inline (see Stage.long_calls)
 
-    def __init__(self, run_dir: Path, public: PortSpec, print_stdout: bool = False, join_s: float = 0.0) -> None:
+    def __init__(self, run_dir: Path, public: PortSpec, view: TranscriptView | None = None, join_s: float = 0.0) -> None:
         self.inputs = {"results": PortSpec("pull", topology.results(run_dir), bind=True, kinds=("transcript",))}
         self.outputs = {"public": public,
                         "internal": PortSpec("pub", topology.events(run_dir), bind=True, blocking=False)}
-        self.print_stdout = print_stdout
+        self.view = view  # stdout: None = nothing printed
         self.join_s = join_s
         self._seen_path = topology.published_ids(run_dir)
         self._seen: IdLog | None = None
@@ -77,8 +73,8 @@ class SinkStage(Stage):
         metrics.E2E_LATENCY.labels(self.name).observe(max(0.0, latency_s))
         self.log.info("transcript_published", utt_id=frame.utt_id, worker=frame.worker, model=frame.model_used,
                       close_to_publish_s=round(latency_s, 3), chars=len(frame.text))
-        if self.print_stdout:
-            print(transcript_json(published), flush=True)
+        if self.view:
+            self.view.final(published)
         return [("public", published), ("internal", published), ack]
 
     def sent(self, port: str, frame: frames.Frame) -> None:
@@ -92,6 +88,8 @@ class SinkStage(Stage):
             metrics.FRAMES_DROPPED.labels(self.name, "partial_after_final").inc()
             return []
         metrics.PARTIALS_PUBLISHED.labels(self.name).inc()
+        if self.view:
+            self.view.partial(frame)
         return [("public", dataclasses.replace(frame, t_published_wall_s=time.time()))]
 
     def close(self) -> None:
@@ -101,12 +99,14 @@ class SinkStage(Stage):
 
 def make_stage(cfg: PipelineConfig, args) -> SinkStage:
     run_dir = cfg.resolved_run_dir()
-    return SinkStage(run_dir, topology.public_port(cfg, run_dir), print_stdout=args.print_stdout,
+    view = TranscriptView(args.print_view) if args.print_view else None
+    return SinkStage(run_dir, topology.public_port(cfg, run_dir), view=view,
                      join_s=cfg.endpoints.subscriber_join_ms / 1000)
 
 
 def _print_arg(parser) -> None:
-    parser.add_argument("--print", dest="print_stdout", action="store_true", help="also print transcripts on stdout")
+    parser.add_argument("--print", dest="print_view", choices=("live", "json"),
+                        help="also print transcripts on stdout: a live terminal view, or JSON lines")
 
 
 def main() -> None:
