@@ -9,7 +9,9 @@ there as a jump in numbering (logged as `audio_lost`).
 
 The last `audio.replay_s` of what was sent is kept: a restarted VAD asks (`ReplayRequest`) for
 everything after its committed offset and gets a `ReplayStart` and those frames again, in order,
-so the speech being spoken when the VAD died is not lost.
+so the speech being spoken when the VAD died is not lost. A file source also notes where recent
+chunk numbers start (pipeline/rewind.py): a restarted capture, or a replay its memory no longer
+holds, reads the file again from there under the same numbers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pipeline.durable import Cursor
 from pipeline.exitcodes import ExitCode
 from pipeline.logs import get_logger
 from pipeline.quiet_wake import QuietWake
+from pipeline.rewind import CHECKPOINT_EVERY, Checkpoints
 from pipeline.runner import Output, Stage, StageStartError
 from pipeline.sources import DeviceSource, DeviceUnavailableError, FileSource, SourceEvent
 from pipeline.transport import PortSpec
@@ -54,6 +57,9 @@ class CaptureStage(Stage):
         self._sent: deque[frames.Frame] = deque(maxlen=max(1, int(cfg.replay_s * 1000 / cfg.frame_ms)))
         self.source: FileSource | DeviceSource | None = None
         self._cursor = Cursor(topology.capture_cursor(run_dir))
+        self._vad_offset = Cursor(topology.vad_offset(run_dir))  # read only: where a rewind must reach back to
+        self._keep_points = int(cfg.replay_s * 1000 / cfg.frame_ms / CHECKPOINT_EVERY) + 2
+        self._checkpoints = Checkpoints(self._keep_points)  # file sources: replay by reading again
         self._resumed: list[SourceEvent] = []  # sent by the first produce() after a restart
         self._seq = 0
         self._clock = clock
@@ -75,6 +81,8 @@ class CaptureStage(Stage):
             self._resume(previous)
 
     def _resume(self, previous: dict) -> None:
+        if isinstance(self.source, FileSource) and self._rewind_after_restart(previous):
+            return
         # A microphone's cursor may be DEVICE_CURSOR_EVERY_S old: number on past anything the dead
         # process may have sent since, so the VAD never takes new audio for old (it orders by number).
         skip = 0 if isinstance(self.source, FileSource) else int(DEVICE_CURSOR_EVERY_S * 1000 / self.cfg.frame_ms) + 1
@@ -84,6 +92,29 @@ class CaptureStage(Stage):
         if isinstance(self.source, FileSource):
             self._resumed += self.source.resume(previous)
         self.log.warning("capture_resumed", gap_ms=round(gap_ms, 1), **previous)
+
+    def _rewind_after_restart(self, previous: dict) -> bool:
+        """A file source reads again from the newest checkpoint at or before the VAD's committed
+        offset: what died in the dead capture's send queue is not lost, and nothing is a gap."""
+        points = Checkpoints(self._keep_points, previous.get("checkpoints"))
+        committed = (self._vad_offset.load() or {}).get("seq")
+        wanted = int(previous.get("seq", 0)) + 1
+        point = points.at_or_before(min(wanted, committed) if isinstance(committed, int) else wanted)
+        if point is None:
+            return False
+        self.log.warning("capture_resumed", rewound_to_seq=point[0], vad_committed_seq=committed,
+                         **previous | {"checkpoints": len(points.saved())})
+        self._checkpoints = points
+        self._rewind_to(point)
+        return True
+
+    def _rewind_to(self, point: tuple[int, dict]) -> None:
+        seq, position = point
+        self._checkpoints.forget_from(seq)
+        while self._sent and self._sent[-1].seq >= seq:
+            self._sent.pop()  # about to be read, numbered and kept again
+        self._seq, self.exhausted = seq - 1, False
+        self._resumed = list(self.source.rewind(position))
 
     def _open_source(self) -> None:
         if self.cfg.source:
@@ -114,6 +145,8 @@ class CaptureStage(Stage):
             self.log.warning("input_overflow", total=self._overflows)
             self._overflows_logged = self._overflows
         out: list[Output] = []
+        if isinstance(self.source, FileSource) and not self.source.finished:
+            self._checkpoints.note(self._seq + 1, self.source.position())
         for item in self.source.read(max_wait_s):
             out.append(("audio", self._to_frame(item)))
         return out
@@ -124,6 +157,11 @@ class CaptureStage(Stage):
             return []
         kept = [f for f in self._sent if f.seq >= frame.from_seq]
         first = kept[0].seq if kept else self._seq + 1
+        point = self._checkpoints.at_or_before(frame.from_seq) if isinstance(self.source, FileSource) else None
+        if first > frame.from_seq and point is not None:
+            self._rewind_to(point)  # the memory buffer died with an earlier capture: read the file again
+            self.log.info("replay_rewound", from_seq=frame.from_seq, rewound_to_seq=point[0])
+            return [("audio", frames.ReplayStart(frame.from_seq, frame.from_seq))]
         if first > frame.from_seq:
             self.log.warning("replay_truncated", from_seq=frame.from_seq, first_seq=first,
                              lost_ms=round((first - frame.from_seq) * self.cfg.frame_ms, 1))
@@ -162,7 +200,8 @@ class CaptureStage(Stage):
         never too short)."""
         now = self._clock()
         if isinstance(self.source, FileSource):
-            self._cursor.save({"seq": self._seq, "wall_s": time.time(), **self.source.position()})
+            self._cursor.save({"seq": self._seq, "wall_s": time.time(), **self.source.position(),
+                               "checkpoints": self._checkpoints.saved()})
         elif now >= self._cursor_due:
             self._cursor.save({"seq": self._seq, "wall_s": time.time()})
             self._cursor_due = now + DEVICE_CURSOR_EVERY_S

@@ -138,8 +138,11 @@ class VadStage(Stage):
         self._pending[utt.utt_id] = Pending(utt)
 
     def accepts(self, port: str) -> bool:
-        """Backpressure: no more audio while max_pending utterances wait for their transcript."""
-        return port != "audio" or len(self._pending) < self.cfg.max_pending
+        """Backpressure: no more audio while max_pending utterances wait for their transcript, except
+        while a replay is awaited: its ReplayStart comes on the audio port, behind live audio that is
+        dropped anyway (it comes again inside the replay); held back, a restarted VAD with a full
+        spool never saw the replay begin."""
+        return port != "audio" or self._offset.awaiting is not None or len(self._pending) < self.cfg.max_pending
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if isinstance(frame, frames.ReplayStart):

@@ -128,3 +128,51 @@ def test_a_number_that_never_comes_is_given_up_on_at_the_second_tick(tmp_path, l
     vad.tick(0)
     assert vad.stage._last_audio_seq == chunks[19].seq
     assert [e["chunks"] for e in log_capture.entries if e.get("event") == "audio_lost"] == [5]
+
+
+def test_a_restarted_vad_with_a_full_spool_still_reads_the_replay_start(tmp_path):
+    _, chunks = capture_frames(tmp_path, tmp_path / "unused")
+    cfg = VadConfig(endpoint="silence", partial_interval_ms=0, speculate_after_ms=0, max_pending=1)
+    first = StageDriver(VadStage(cfg, RATE, tmp_path, ["transcribe_cpu"], prob_fn=loudness_vad))
+    first.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=1))
+    for chunk in chunks:
+        first.send("audio", chunk)
+    assert len(finals(first.outputs)) == 1  # spooled, never acknowledged: the spool is full
+    second = VadStage(cfg, RATE, tmp_path, ["transcribe_cpu"], prob_fn=loudness_vad)
+    driver = StageDriver(second)
+    [request] = [f for _, f in driver.tick(0) if isinstance(f, frames.ReplayRequest)]
+    assert second.accepts("audio")  # backpressure would hold the ReplayStart back behind live audio
+    driver.send("audio", frames.ReplayStart(request.from_seq, request.from_seq))
+    assert not second.accepts("audio")  # replay under way: backpressure as usual
+
+
+def test_capture_and_vad_both_killed_mid_utterance_the_file_is_read_again_and_nothing_is_lost(tmp_path):
+    clean_dir, run_dir = tmp_path / "clean", tmp_path / "run"
+    clean_dir.mkdir()
+    run_dir.mkdir()
+    _, chunks = capture_frames(tmp_path, tmp_path / "unused")
+    clean = a_vad(clean_dir)
+    for chunk in chunks:
+        clean.send("audio", chunk)
+    [reference] = finals(clean.outputs)
+
+    cfg = AudioConfig(source=str(tmp_path / "speech.wav"), pace="fast")
+    first_capture, first_vad = StageDriver(CaptureStage(cfg, run_dir)), a_vad(run_dir)
+    middle = int(2.2 * RATE / 512)
+    sent = []
+    while len(sent) < middle + 40:  # capture runs ahead: what the VAD never got dies in its queue
+        sent += [f for _, f in first_capture._emitted(first_capture.stage.produce(0.05))]
+    for frame in sent[:middle]:
+        first_vad.send("audio", frame)
+    assert not finals(first_vad.outputs)  # SIGKILL both now: the utterance is open
+
+    capture = StageDriver(CaptureStage(cfg, run_dir))  # its memory buffer died with its predecessor
+    vad = a_vad(run_dir)
+    [request] = [f for _, f in vad.tick(0) if isinstance(f, frames.ReplayRequest)]
+    for _, frame in capture.send("replay", request):
+        vad.send("audio", frame)
+    while not capture.stage.exhausted:
+        for _, frame in capture._emitted(capture.stage.produce(0.05)):
+            vad.send("audio", frame)
+    [rebuilt] = finals(vad.outputs)
+    assert rebuilt.pcm == reference.pcm  # the same audio, sample for sample
