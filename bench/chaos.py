@@ -10,7 +10,9 @@ supervisor's real GPU -> CPU switch and the switch back. Afterwards it reports u
 VAD closed, transcripts published, lost and duplicated ones, and recovery time per kill, from the
 processes' own logs: process (SIGKILL -> the replacement READY: the stage's preloaded spare when
 it had one ready, else a cold start) and service (for a worker: until a worker is routed again;
-killing the standby worker interrupts nothing). Only active processes are killed, never spares.
+killing the standby worker interrupts nothing). `--victims all` (the default) also kills the
+preloaded spares and the supervisor itself; the harness then restarts the supervisor as systemd
+would (its leftover processes SIGKILLed, the same run dir), and the restarted one resumes.
 
 `--against-clean` first plays the same recording once without kills and then compares what was
 *said* (bench/said.py: the clean run's finals, by words) with what the chaos run published, so
@@ -41,6 +43,9 @@ from pipeline.harness.waiting import wait_until
 from pipeline.topology import WORKERS
 
 STAGES = ("capture", "vad", "transcribe_gpu", "transcribe_cpu", "sink")
+SUPERVISOR = "supervisor"  # restarted by the harness, as systemd would (examples/systemd/luxa-stt.service)
+SPARES = tuple(f"spare:{name}" for name in ("capture", "vad", "transcribe_cpu", "sink"))
+EVERYTHING = (*STAGES, SUPERVISOR, *SPARES)
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -78,9 +83,9 @@ class ChaosReport:
         return sorted(v * 1000 for v in values if v is not None)
 
     def summary(self) -> dict:
-        rows = {"all": self.recovery_ms(), **{s: self.recovery_ms(s) for s in STAGES}}
+        rows = {"all": self.recovery_ms(), **{s: self.recovery_ms(s) for s in EVERYTHING}}
         service = {"all": self.recovery_ms(kind="service_s"),
-                   **{s: self.recovery_ms(s, "service_s") for s in STAGES}}
+                   **{s: self.recovery_ms(s, "service_s") for s in EVERYTHING}}
         return {"kills": len(self.kills), "kills_by_stage": dict(Counter(k.stage for k in self.kills)),
                 "unrecovered": sum(k.recovered_s is None for k in self.kills),
                 "replaced_by_spare": sum(k.by_spare for k in self.kills),
@@ -115,6 +120,23 @@ def running_stages(pipeline: PipelineProcess) -> dict[str, int]:
     return {name: pid for name, pid in pipeline.stage_pids().items() if (name, pid) in up and pid_alive(pid)}
 
 
+def ready_spares(pipeline: PipelineProcess) -> dict[str, int]:
+    """Spares preloaded and standing by now, as `spare:<stage>`."""
+    ready = {(e["stage_name"], e["pid"]) for e in pipeline.find("spare_ready")}
+    return {f"spare:{name}": pid for name, pid in pipeline.spare_pids().items()
+            if (name, pid) in ready and pid_alive(pid)}
+
+
+def victims_now(pipeline: PipelineProcess, victims: tuple[str, ...]) -> dict[str, int]:
+    """What may be killed now: READY stages, preloaded spares, and the supervisor of a serving pipeline."""
+    running = running_stages(pipeline)
+    found = {s: p for s, p in running.items() if s in victims} | {
+        s: p for s, p in ready_spares(pipeline).items() if s in victims}
+    if SUPERVISOR in victims and set(STAGES) - {"transcribe_gpu"} <= set(running):
+        found[SUPERVISOR] = pipeline.proc.pid
+    return found
+
+
 def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float, float] = (1.0, 3.0),
               stages: tuple[str, ...] = STAGES, max_kills: int | None = None, kills_per_stage: int | None = None,
               seed: int = 0, timeout_s: float = 3600) -> ChaosReport:
@@ -125,21 +147,22 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
     the VAD drain everything it closed. Without it, the recording plays once to its end.
     """
     report = ChaosReport()
+    core = tuple(s for s in stages if s in STAGES) or STAGES  # what must be up (and back) around the kills
     started = time.monotonic()
     loop = ["--loop"] if kills_per_stage else []
     pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet", *loop)
     try:
         # Fully up before the first kill: every stage READY and its spare preloaded. After that,
         # kills come whether or not a spare is ready again (a worker's takes 2-4 s to preload).
-        wait_until(lambda: _still_running(pipeline) and set(stages) <= set(running_stages(pipeline))
-                   and set(stages) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
+        wait_until(lambda: _still_running(pipeline) and set(core) <= set(running_stages(pipeline))
+                   and set(core) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
                    300, what="every stage and spare up")  # a deadline for a cold start, not a speed claim
         deadline = started + timeout_s
         _kill(pipeline, report, random.Random(seed), interval_s, stages, max_kills, kills_per_stage, deadline)
         if kills_per_stage and pipeline.proc.poll() is None:
             # Stop only once every killed stage is back (a shutdown does not restart what it finds
             # dead): its READY process is not the one killed last, which may still be dying.
-            wait_until(lambda: _all_replaced(pipeline, report, stages), max(1.0, deadline - time.monotonic()),
+            wait_until(lambda: _all_replaced(pipeline, report, core), max(1.0, deadline - time.monotonic()),
                        what="every stage back after the last kill")
             pipeline.proc.send_signal(signal.SIGTERM)
         report.exit_code = pipeline.wait_exit(timeout_s=max(60.0, deadline - time.monotonic()))
@@ -173,7 +196,7 @@ def _kill(pipeline: PipelineProcess, report: ChaosReport, rng: random.Random, in
             report.timed_out = True
             return
         time.sleep(rng.uniform(*interval_s))  # the pace of the kills, not a synchronisation
-        targets = {s: p for s, p in running_stages(pipeline).items() if s in stages}
+        targets = victims_now(pipeline, stages)
         round_left = round_left or rng.sample(stages, len(stages))
         stage = next((s for s in round_left if s in targets), None)
         if stage is None:
@@ -184,6 +207,8 @@ def _kill(pipeline: PipelineProcess, report: ChaosReport, rng: random.Random, in
         except ProcessLookupError:
             continue
         report.kills.append(Kill(stage, targets[stage], time.time()))
+        if stage == SUPERVISOR:
+            pipeline.restart_after_crash()
 
 
 def _enough(report: ChaosReport, stages: tuple[str, ...], max_kills: int | None, kills_per_stage: int | None) -> bool:
@@ -202,12 +227,33 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     ups = pipeline.find("stage_up")
     switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
     promoted = {e["replaces"] for e in pipeline.find("spare_promoted")}
+    spares_ready = [(_wall(e), f"spare:{e['stage_name']}") for e in pipeline.find("spare_ready")]
     for kill in report.kills:
+        if kill.stage == SUPERVISOR:
+            kill.recovered_s = kill.service_s = _pipeline_back(kill, ups)
+            continue
+        if kill.stage in SPARES:  # nothing was interrupted; the process is back once a new spare is ready
+            later = [t for t, name in spares_ready if name == kill.stage and t >= kill.at_wall_s]
+            kill.recovered_s, kill.service_s = (min(later) - kill.at_wall_s if later else None), 0.0
+            continue
         later = [_wall(e) for e in ups if e["stage_name"] == kill.stage and e["pid"] != kill.pid
                  and _wall(e) >= kill.at_wall_s]
         kill.recovered_s = min(later) - kill.at_wall_s if later else None
         kill.service_s = _service_recovery(kill, switches) if kill.stage in WORKERS else kill.recovered_s
         kill.by_spare = kill.pid in promoted
+
+
+def _pipeline_back(kill: Kill, ups: list[dict]) -> float | None:
+    """A supervisor kill takes every stage down: until the restarted one has capture, VAD, sink and a worker up."""
+    firsts = {}
+    for event in ups:
+        if _wall(event) >= kill.at_wall_s:
+            firsts.setdefault(event["stage_name"], _wall(event))
+    needed = [firsts.get(name) for name in ("capture", "vad", "sink")]
+    worker = min((firsts[w] for w in WORKERS if w in firsts), default=None)
+    if None in needed or worker is None:
+        return None
+    return max(*needed, worker) - kill.at_wall_s
 
 
 def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> float | None:
@@ -260,6 +306,9 @@ def main() -> None:
     parser.add_argument("--min-interval", type=float, default=1.0)
     parser.add_argument("--max-interval", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--victims", choices=("all", "stages"), default="all",
+                        help="all: active stages, preloaded spares and the supervisor (restarted as systemd "
+                             "would); stages: active stages only")
     parser.add_argument("--against-clean", action="store_true",
                         help="first a clean run of the same recording: count what was said, not what was closed")
     args = parser.parse_args()
@@ -276,7 +325,8 @@ def main() -> None:
             clean = run_chaos(audio, run_dir / "clean", chaos_config(run_dir / "clean"), max_kills=0)
         report = run_chaos(audio, run_dir, chaos_config(run_dir), (args.min_interval, args.max_interval),
                            max_kills=None if args.kills_per_stage else args.kills,
-                           kills_per_stage=args.kills_per_stage, seed=args.seed)
+                           kills_per_stage=args.kills_per_stage, seed=args.seed,
+                           stages=EVERYTHING if args.victims == "all" else STAGES)
     summary = report.summary()
     if clean is not None:
         said = compare_said(clean.texts, report.texts)

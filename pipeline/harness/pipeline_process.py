@@ -80,21 +80,36 @@ class PipelineProcess:
         self.events: list[dict] = []
         self.stderr_lines: list[str] = []
         self.subscriber = Subscriber(topology.transcripts(self.cfg, run_dir))
-        self.proc = subprocess.Popen([sys.executable, "supervisor.py", "--config", str(self.config_path), *args],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout_lines), daemon=True),
-                         threading.Thread(target=self._read_events, daemon=True)]
-        for t in self._readers:
+        self._argv = [sys.executable, "supervisor.py", "--config", str(self.config_path), *args]
+        self._env = {**os.environ, **(env or {})}
+        self._readers: list[threading.Thread] = []
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(self._argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=self._env)
+        readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout_lines), daemon=True),
+                   threading.Thread(target=self._read_events, args=(self.proc.stderr,), daemon=True)]
+        for t in readers:
             t.start()
+        self._readers += readers
+
+    def restart_after_crash(self) -> None:
+        """What systemd does for the unit (KillMode=mixed, Restart=on-failure) once the supervisor
+        died: SIGKILL whatever is left of its processes, then start it again on the same run dir."""
+        self.proc.wait()
+        for pid in [*self.stage_pids().values(), *self.spare_pids().values()]:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self._spawn()
 
     @staticmethod
     def _read(stream, sink: list) -> None:
         for line in stream:
             sink.append(line.rstrip("\n"))
 
-    def _read_events(self) -> None:
-        for line in self.proc.stderr:
+    def _read_events(self, stream) -> None:
+        for line in stream:
             self.stderr_lines.append(line)
             try:
                 self.events.append(json.loads(line))
