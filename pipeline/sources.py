@@ -108,9 +108,10 @@ class FileSource:
         self._t0, self._played = self._clock(), 0  # real-time pace counts from now
         return events
 
-    def rewind(self, position: dict) -> list[SourceEvent]:
+    def rewind(self, position: dict, catch_up_samples: int = 0) -> list[SourceEvent]:
         """Back to a position this source was at before (a checkpoint), to read the same audio again
-        under the same chunk numbers: no event is repeated, except a file that can no longer be read."""
+        under the same chunk numbers: no event is repeated, except a file that can no longer be read.
+        At real-time pace the first `catch_up_samples` (already played once) come without waiting."""
         self.finished = False
         self._index = int(position.get("file_index", -1)) - 1
         if self._index < -1:  # before the first file: the next read opens it, as it did the first time
@@ -118,7 +119,7 @@ class FileSource:
             return []
         events = [e for e in self._next_file() if e.kind == "bad_file"]
         self._offset = min(int(position.get("offset", 0)), self._audio.size)
-        self._t0, self._played = self._clock(), 0
+        self._t0, self._played = self._clock() - catch_up_samples / self.rate, 0
         return events
 
     def _next_file(self) -> list[np.ndarray | SourceEvent]:

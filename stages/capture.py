@@ -104,7 +104,7 @@ class CaptureStage(Stage):
             return False
         self.log.warning("capture_resumed", rewound_to_seq=point[0], vad_committed_seq=committed,
                          **previous | {"checkpoints": len(points.saved())})
-        self._checkpoints = points
+        self._checkpoints, self._seq = points, int(previous.get("seq", 0))
         self._rewind_to(point)
         return True
 
@@ -113,8 +113,9 @@ class CaptureStage(Stage):
         self._checkpoints.forget_from(seq)
         while self._sent and self._sent[-1].seq >= seq:
             self._sent.pop()  # about to be read, numbered and kept again
+        heard_again = max(0, self._seq - seq + 1) * self.frame_samples  # sent before: no real-time wait for it
         self._seq, self.exhausted = seq - 1, False
-        self._resumed = list(self.source.rewind(position))
+        self._resumed = list(self.source.rewind(position, catch_up_samples=heard_again))
 
     def _open_source(self) -> None:
         if self.cfg.source:

@@ -54,7 +54,8 @@ def finals(outputs) -> list[frames.Utterance]:
     return [u for u in of_kind(outputs, frames.Utterance, "transcribe_cpu") if not u.speculative]
 
 
-def test_the_successor_of_a_vad_killed_mid_utterance_rebuilds_the_whole_utterance(tmp_path):
+def clean_reference(tmp_path):
+    """A run dir for the test, the file's chunks, and the utterance a VAD nobody killed finds in them."""
     clean_dir, run_dir = tmp_path / "clean", tmp_path / "run"
     clean_dir.mkdir()
     run_dir.mkdir()
@@ -63,6 +64,11 @@ def test_the_successor_of_a_vad_killed_mid_utterance_rebuilds_the_whole_utteranc
     for chunk in chunks:
         clean.send("audio", chunk)
     [reference] = finals(clean.outputs)
+    return run_dir, chunks, reference
+
+
+def test_the_successor_of_a_vad_killed_mid_utterance_rebuilds_the_whole_utterance(tmp_path):
+    run_dir, chunks, reference = clean_reference(tmp_path)
 
     capture, _ = capture_frames(tmp_path, run_dir)
     first = a_vad(run_dir)
@@ -147,14 +153,7 @@ def test_a_restarted_vad_with_a_full_spool_still_reads_the_replay_start(tmp_path
 
 
 def test_capture_and_vad_both_killed_mid_utterance_the_file_is_read_again_and_nothing_is_lost(tmp_path):
-    clean_dir, run_dir = tmp_path / "clean", tmp_path / "run"
-    clean_dir.mkdir()
-    run_dir.mkdir()
-    _, chunks = capture_frames(tmp_path, tmp_path / "unused")
-    clean = a_vad(clean_dir)
-    for chunk in chunks:
-        clean.send("audio", chunk)
-    [reference] = finals(clean.outputs)
+    run_dir, chunks, reference = clean_reference(tmp_path)
 
     cfg = AudioConfig(source=str(tmp_path / "speech.wav"), pace="fast")
     first_capture, first_vad = StageDriver(CaptureStage(cfg, run_dir)), a_vad(run_dir)

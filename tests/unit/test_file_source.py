@@ -53,3 +53,20 @@ def test_a_loop_with_no_playable_file_ends_instead_of_spinning(tmp_path):
     source = FileSource(tmp_path, FRAME, 16000, realtime=False, max_s=60, loop=True)
     kinds = [i.kind for i in _drain(source, 4) if isinstance(i, SourceEvent)]
     assert kinds == ["bad_file", "end"] and source.finished
+
+
+def test_a_rewind_at_real_time_pace_replays_what_was_played_without_waiting_for_it_again(tmp_path, fake_clock):
+    audio = _write(tmp_path / "a.wav", 2.0, seed=4)
+    source = FileSource(tmp_path / "a.wav", FRAME, 16000, realtime=True, max_s=60, clock=fake_clock,
+                        sleep=lambda s: None)
+    played = []
+    for _ in range(40):
+        fake_clock.advance(FRAME / 16000)
+        played += [b for b in source.read(0.1) if isinstance(b, np.ndarray)]
+    checkpoint = {"file_index": 0, "offset": 10 * FRAME}
+    assert source.rewind(checkpoint, catch_up_samples=(len(played) - 10) * FRAME) == []  # no event repeated
+    again = [b for _ in range(len(played) - 10) for b in source.read(0.1)]  # the clock stands still
+    assert len(again) == len(played) - 10
+    np.testing.assert_array_equal(np.concatenate(again), audio[10 * FRAME:len(played) * FRAME])
+    source.read(0.1)  # the one due at this very instant
+    assert source.read(0.1) == []  # then real time again: the next chunk is not due yet
