@@ -6,6 +6,7 @@ receiving is always through a poll with a timeout (Paranoid Pirate: never block 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -55,7 +56,9 @@ class Transport:
         self._sockets: list[zmq.Socket] = []
         self._auth: ThreadAuthenticator | None = None
 
-    def open(self, spec: PortSpec) -> zmq.Socket:
+    def open(self, spec: PortSpec, before_connect: Callable[[zmq.Socket], object] | None = None) -> zmq.Socket:
+        """`before_connect`: called with the socket before it binds or connects (a HandshakeWatch must
+        be attached by then, or the first handshake's outcome can come before it listens)."""
         sock = self._ctx.socket(_ZMQ_TYPES[spec.pattern])
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, spec.hwm)
@@ -69,6 +72,8 @@ class Transport:
             server_public, _ = zmq.auth.load_certificate(spec.curve_client[0])
             sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(spec.curve_client[1])
             sock.curve_serverkey = server_public
+        if before_connect:
+            before_connect(sock)
         (sock.bind if spec.bind else sock.connect)(spec.endpoint)
         if spec.bind and spec.endpoint.endswith(":*"):
             # ZeroMQ picked a free port: say which (tests use this instead of guessing a free port).

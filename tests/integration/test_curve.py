@@ -41,9 +41,10 @@ def test_unauthenticated_and_unknown_clients_are_refused_an_authorized_one_hears
         spec = PortSpec("sub", f"tcp://127.0.0.1:{port}", bind=False, subscribe=(b"transcript",))
         server_key = str(keys / "server.key")
         friend = client.open(replace(spec, curve_client=(server_key, str(keys / "client-1.key_secret"))))
-        stranger = client.open(replace(spec, curve_client=(server_key, str(stranger_secret))))
-        plain = client.open(spec)
-        watches.update(stranger=HandshakeWatch(stranger), plain=HandshakeWatch(plain))
+        # Watched from before they connect: the first handshake's refusal may come at once.
+        stranger = client.open(replace(spec, curve_client=(server_key, str(stranger_secret))),
+                               before_connect=lambda s: watches.update(stranger=HandshakeWatch(s)))
+        plain = client.open(spec, before_connect=lambda s: watches.update(plain=HandshakeWatch(s)))
         results = sink.peer(PortSpec("push", topology.results(sink.run_dir), bind=False))
         heard = {"friend": [], "stranger": [], "plain": []}
         socks = {friend: "friend", stranger: "stranger", plain: "plain"}
