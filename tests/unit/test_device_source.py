@@ -127,3 +127,24 @@ def test_a_long_quiet_lets_blocks_pile_up_and_sound_ends_it_at_once():
 def test_without_a_floor_every_block_wakes_the_reader():
     wake = QuietWake(None, 1000, 16000)
     assert all(wake.wake_now(np.zeros(512, dtype=np.float32)) for _ in range(100)) and not wake.quiet
+
+
+def test_capture_wires_the_vad_silence_floor_into_its_microphone(monkeypatch, tmp_path):
+    from pipeline.config import AudioConfig, VadConfig
+    from stages.capture import CaptureStage
+
+    sd = FakeSoundDevice()
+    monkeypatch.setattr("pipeline.sources._sounddevice", lambda: sd)
+    stage = CaptureStage(AudioConfig(), tmp_path, vad=VadConfig(max_silence_ms=500))
+    stage.start()
+    sd.streams[0].deliver(0.8, level=0.0)
+    assert not stage.source.quiet      # 0.8 s: an utterance could still be open (0.5 s + 0.5 s margin)
+    sd.streams[0].deliver(0.4, level=0.0)
+    assert stage.source.quiet
+    (tmp_path / "off").mkdir()
+    off = CaptureStage(AudioConfig(quiet_wake_ms=0), tmp_path / "off")
+    off.start()
+    sd.streams[1].deliver(3.0, level=0.0)
+    assert not off.source.quiet        # quiet_wake_ms: 0 wakes it for every chunk
+    stage.close()
+    off.close()
