@@ -47,15 +47,20 @@ RATE = 16000
 BUDGET = ("audio_path", "endpoint", "decode", "ipc_publish")
 
 
-def with_hesitation(prompt: Prompt, folder: Path, rng: random.Random) -> Path:
-    """The prompt with a 500-700 ms pause at its quietest 10 ms between 30 % and 70 % of the voice."""
-    audio = load_audio(prompt.path, 600)
+def hesitation_cut(audio: np.ndarray) -> int:
+    """Where a hesitation goes: the middle of the quietest 10 ms between 30 % and 70 % of the voice."""
     loud = np.flatnonzero(np.abs(audio) > SPEECH_LEVEL)
     first, last = loud[0], loud[-1]
     frame = RATE // 100
     lo, hi = first + int(0.3 * (last - first)), first + int(0.7 * (last - first))
     energy = [float(np.sqrt(np.mean(audio[i:i + frame] ** 2))) for i in range(lo, hi - frame, frame)]
-    cut = lo + int(np.argmin(energy)) * frame + frame // 2
+    return lo + int(np.argmin(energy)) * frame + frame // 2
+
+
+def with_hesitation(prompt: Prompt, folder: Path, rng: random.Random) -> Path:
+    """The prompt with a 500-700 ms pause at its hesitation cut."""
+    audio = load_audio(prompt.path, 600)
+    cut = hesitation_cut(audio)
     pause = np.zeros(int(rng.uniform(0.5, 0.7) * RATE), dtype=np.float32)
     path = folder / f"{prompt.name.replace('/', '_')}-hesitation.wav"
     soundfile.write(path, np.concatenate([audio[:cut], pause, audio[cut:]]), RATE, subtype="PCM_16")

@@ -85,16 +85,22 @@ class VadConfig(_Strict):
     """No interim text for utterances shorter than this (ms)."""
     endpoint: Literal["text", "silence"] = "text"
     """How a turn ends. `text`: the speculative decode's text decides (pipeline/endpointing.py): a
-    finished sentence closes the utterance at once, an unfinished one (no final punctuation, or
-    ending on « de », « et », « le » ...) waits up to max_silence_ms. `silence`: min_silence_ms, always."""
+    finished sentence the decoder and Smart Turn are sure of closes the utterance at once, a doubted
+    one waits hold_silence_ms, an unfinished one (no final punctuation, or ending on « de », « et »,
+    « le » ...) max_silence_ms. `silence`: min_silence_ms, always."""
+    hold_silence_ms: int = Field(750, gt=0)
+    """The silence that closes a finished-looking sentence that either signal doubts (ms): longer than
+    a hesitation (bench.turns plays pauses of 500-700 ms; Home Assistant waits 700 ms by default)."""
     max_silence_ms: int = Field(1000, gt=0)
     """The hard upper bound on the silence that closes an utterance (ms), whatever the text says."""
     turn_min_logprob: float = -0.4
     """A finished sentence closes the turn at once only if the decoder was at least this sure of its
-    end (average log-probability of the last segment); a less sure one closes after min_silence_ms,
-    as the fixed rule would. Offline, on 40 Debian prompts decoded up to 120 ms after their end, and
-    again cut at a mid-sentence pause: text alone called 35/40 ends and 27/40 cuts finished; at
-    -0.4, 23/40 ends and 6/40 cuts were also sure. Lower = faster, more early closes at a pause."""
+    end (average log-probability of the last segment); a less sure one waits hold_silence_ms.
+    Lower = faster, more early closes at a pause (`python -m bench.endpoint_study`)."""
+    turn_model_min_probability: float = Field(0.5, ge=0, le=1)
+    """... and only if Smart Turn (`transcribe.turn_model`) gives the turn at least this probability of
+    being complete. Offline, 40 Debian prompts: of 8 mid-sentence cuts whose text was finished and
+    sure it passed 1; of 24 such real ends, 20. 0 = the text alone decides."""
     silence_floor_dbfs: float | None = Field(-70.0, lt=0)
     """Windows quieter than this (RMS, dBFS) are silence without asking Silero: a muted or idle
     digital microphone costs no model call (Silero was a third of listening to silence). -70 dBFS is
@@ -106,8 +112,8 @@ class VadConfig(_Strict):
 
     @model_validator(mode="after")
     def _silence_bounds(self) -> VadConfig:
-        if self.max_silence_ms < self.min_silence_ms:
-            raise ValueError("max_silence_ms must be at least min_silence_ms")
+        if not self.min_silence_ms <= self.hold_silence_ms <= self.max_silence_ms:
+            raise ValueError("vad: min_silence_ms <= hold_silence_ms <= max_silence_ms is required")
         return self
 
 
@@ -147,6 +153,10 @@ class TranscribeConfig(_Strict):
     Partial transcripts always use it (greedy)."""
     fast_beam_size: int = Field(5, gt=0)
     """Beam for finals on the fast path; 5 keeps the original configuration's accuracy."""
+    turn_model: Literal["smart-turn-v3.2"] | None = "smart-turn-v3.2"
+    """The audio end-of-turn model a worker asks when a speculative decode's text ends a sentence
+    (pipeline/transcription/turn_model.py; `python -m pipeline.transcription.turn_model fetch`
+    provisions it, scripts/setup does). Missing file: a warning, and the text alone decides. null = off."""
     health_probe_s: float = Field(120.0, gt=0)
     """An idle worker runs a synthetic transcription this often, so /ready stays truthful (s);
     /ready wants an answer within 3 x this. Each probe costs ~0.13 core-s (0.1 % of a core at 120 s)."""

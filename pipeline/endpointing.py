@@ -1,19 +1,23 @@
 """When a turn is over: what the speculative decode says of the text, and how long to wait.
 
-Pure: the worker judges the text it decoded during the first ~120 ms of silence (`judge_turn`),
-the VAD turns that verdict into how much more silence closes the utterance (`close_after_ms`).
+Pure: the worker judges the text it decoded during the first ~120 ms of silence (`judge_turn`)
+and, when that text ends a sentence, asks Smart Turn v3.2 (an audio end-of-turn model) too; the
+VAD weighs both (`weigh`) and turns the verdict into how much more silence closes the utterance
+(`close_after_ms`):
 
-    complete text, sure    -> close now (the final is the answer already decoded)
-    complete text, unsure  -> vad.min_silence_ms, as the fixed rule would
-    incomplete text        -> wait up to vad.max_silence_ms (a hesitation is not the end)
-    no verdict yet         -> wait up to vad.max_silence_ms for one (a speculative copy is out)
-    no speculation at all  -> vad.min_silence_ms, the fixed rule
+    finished sentence, decoder sure, Smart Turn agrees -> close now (the final is already decoded)
+    finished sentence, decoder unsure or Smart Turn not -> vad.hold_silence_ms (longer than a hesitation)
+    unfinished text                                     -> vad.max_silence_ms (a hesitation is not the end)
+    no verdict yet                                      -> wait up to vad.max_silence_ms for one
+    no speculation at all                               -> vad.min_silence_ms, the fixed rule
 
-A text is complete when it ends a sentence (. ! ? …) on a word a French (or English) sentence
-can end on, and the decoder was sure of that end (`sure_enough`: the last segment's average
-log-probability at least vad.turn_min_logprob). Whisper punctuates what it hears, and writes a
-full stop at many mid-sentence pauses too, less surely; a pause after « le », « de », « et » ...
-is the common hesitation.
+A text is finished when it ends a sentence (. ! ? …) on a word a French (or English) sentence
+can end on; the decoder was sure when the last segment's average log-probability is at least
+vad.turn_min_logprob. Whisper punctuates what it hears, and writes a full stop at many
+mid-sentence pauses too; a pause after « le », « de », « et » ... is the common hesitation.
+Why both signals (`python -m bench.endpoint_study`, 40 Debian prompts, offline): of 40
+mid-sentence cuts the text was finished and sure for 8, and Smart Turn agreed for 1 of them; of
+40 real ends, 24 were finished and sure, and Smart Turn agreed for 20.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ CANNOT_END: dict[str, frozenset[str]] = {
     "en": frozenset("""the a an and or but so of to in on at for with from by as that which who whose
         i you he she we they my your his her our their is are was were be if because than very""".split()),
 }
+
+
+DOUBTED = frozenset({"unsure", "turn_model_doubts"})  # finished-looking text that waits hold_silence_ms
 
 
 @dataclass(frozen=True)
@@ -53,19 +60,24 @@ def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
     return TurnVerdict(True, "sentence_end")
 
 
-def sure_enough(verdict: TurnVerdict, end_logprob: float, min_logprob: float) -> TurnVerdict:
-    """A finished-looking text the decoder was unsure of does not close the turn at once: at a
-    mid-sentence pause Whisper often writes a full stop anyway, but with less confidence."""
-    if verdict.complete and verdict.reason != "non_speech" and end_logprob < min_logprob:
+def weigh(verdict: TurnVerdict, end_logprob: float, min_logprob: float,
+          turn_probability: float | None = None, min_turn_probability: float = 0.5) -> TurnVerdict:
+    """A finished-looking text closes the turn at once only if the decoder was sure of its end and
+    the turn model (when it was asked: `turn_probability` not None) hears a finished turn too."""
+    if not verdict.complete or verdict.reason == "non_speech":
+        return verdict
+    if end_logprob < min_logprob:
         return TurnVerdict(True, "unsure")
+    if turn_probability is not None and turn_probability < min_turn_probability:
+        return TurnVerdict(True, "turn_model_doubts")
     return verdict
 
 
-def close_after_ms(min_silence_ms: int, max_silence_ms: int, speculated: bool,
+def close_after_ms(min_silence_ms: int, hold_silence_ms: int, max_silence_ms: int, speculated: bool,
                    verdict: TurnVerdict | None) -> int:
     """How much trailing silence closes the open utterance now (0 = close at once)."""
     if not speculated:
         return min_silence_ms
     if verdict is None or not verdict.complete:
         return max_silence_ms
-    return min_silence_ms if verdict.reason == "unsure" else 0
+    return hold_silence_ms if verdict.reason in DOUBTED else 0

@@ -44,6 +44,8 @@ LAST_SUCCESS = Gauge("stt_engine_last_success_timestamp_seconds", "When the engi
 MODELS_LOADED = Gauge("stt_models_loaded", "Models loaded in a worker", ["stage"], multiprocess_mode="livemax")
 PUBLISHED = Counter("stt_transcripts_published_total", "Transcripts published on the transcript topic", ["stage"])
 SPECULATION = Counter("stt_speculation_total", "Final-quality decodes during the closing silence: decoded, used", ["stage", "outcome"])
+TURN_MODEL_SECONDS = Histogram("stt_turn_model_seconds", "Smart Turn time per finished-looking speculative text", ["stage"],
+                               buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0))
 PARTIALS_PUBLISHED = Counter("stt_partials_published_total", "Interim transcripts published", ["stage"])
 DUPLICATES = Counter("stt_transcripts_duplicate_total", "Duplicate transcripts dropped by the sink", ["stage"])
 NON_SPEECH = Counter("stt_non_speech_total", "Utterances judged not speech (nothing published)", ["stage"])

@@ -14,6 +14,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import frames, metrics, topology
 from pipeline.audio import AudioInputError, pcm_samples
 from pipeline.cli import stage_main
@@ -25,9 +27,11 @@ from pipeline.runner import Output, Stage, StageFailed, StageStartError
 from pipeline.transcription.engine import Engine, NoModelError, Result
 from pipeline.transcription.faults import FaultInjector
 from pipeline.transcription.gpu import GpuUnavailableError
+from pipeline.transcription.turn_model import SmartTurn, TurnModelMissing, verified
 from pipeline.transport import PortSpec
 
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
+TURN_WARMUP_SAMPLES = 16000
 SPECULATED_KEPT = 8  # speculative answers waiting for their final (one per open utterance in practice)
 
 
@@ -55,6 +59,9 @@ class TranscribeStage(Stage):
         # The CPU fallback is the other worker's job: this process never loads a second chain.
         fault = FaultInjector(cfg.inject_fault, run_dir) if cfg.inject_fault else None
         self.engine = engine or Engine(worker_cfg, cfg, cache_dir, fault=fault)
+        self._cache_dir, self._threads = cache_dir, max(1, worker_cfg.cpu_threads)
+        self.turn_model: SmartTurn | None = None  # loaded in preload when cfg.turn_model names one
+        self._turn_model_seconds = metrics.TURN_MODEL_SECONDS.labels(worker)
         self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()
 
@@ -67,9 +74,20 @@ class TranscribeStage(Stage):
             raise StageStartError(str(err), ExitCode.GPU_UNAVAILABLE) from None
         except NoModelError as err:
             raise StageStartError(str(err), self.exit_code) from None
+        self._load_turn_model()
         models = [f"{m.name}@{self.engine.device}" for m in self.engine.models]
         metrics.MODELS_LOADED.labels(self.name).set(len(models))
         self.log.info("worker_warm", models=models, load_and_warmup_s=round(time.perf_counter() - started, 3))
+
+    def _load_turn_model(self) -> None:
+        """Smart Turn on the CPU, after the decode it follows; absent, the text alone decides."""
+        if not self.cfg.turn_model:
+            return
+        try:
+            self.turn_model = SmartTurn(verified(self._cache_dir), threads=self._threads)
+            self.turn_model.probability(np.zeros(TURN_WARMUP_SAMPLES, dtype=np.float32))
+        except TurnModelMissing as err:
+            self.log.warning("turn_model_unavailable", model=self.cfg.turn_model, error=str(err))
 
     def preempt(self) -> None:
         """A final or speculative copy waits behind a partial: the partial stops after encoding."""
@@ -110,13 +128,15 @@ class TranscribeStage(Stage):
         return self._decode(frame), False
 
     def _decode(self, frame: frames.Utterance, partial: bool = False) -> Result:
+        return self.engine.transcribe(self._samples(frame), partial=partial)
+
+    def _samples(self, frame: frames.Utterance) -> np.ndarray:
         try:
-            samples = pcm_samples(frame.pcm, frame.sample_rate_hz, self.cfg.max_audio_s)
+            return pcm_samples(frame.pcm, frame.sample_rate_hz, self.cfg.max_audio_s)
         except AudioInputError as err:
             metrics.BAD_INPUT.labels(self.name, err.reason).inc()
             self.log.warning("audio_rejected", utt_id=frame.utt_id, reason=err.reason, error=str(err))
             raise
-        return self.engine.transcribe(samples, partial=partial)
 
     def _speculate(self, frame: frames.Utterance) -> list[Output]:
         """A final-quality decode while the closing silence runs: kept for the final, and judged
@@ -132,9 +152,14 @@ class TranscribeStage(Stage):
             self._speculated.popitem(last=False)
         metrics.SPECULATION.labels(self.name, "decoded").inc()
         verdict = judge_turn(result.text, result.language, result.is_speech)
+        turn_probability = -1.0
+        if self.turn_model is not None and verdict.reason == "sentence_end":
+            started = time.perf_counter()
+            turn_probability = self.turn_model.probability(self._samples(frame))
+            self._turn_model_seconds.observe(time.perf_counter() - started)
         return [("hints", frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
                                           complete=verdict.complete, reason=verdict.reason,
-                                          end_logprob=result.end_logprob))]
+                                          end_logprob=result.end_logprob, turn_probability=turn_probability))]
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""

@@ -25,7 +25,7 @@ from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.durable import Spool
-from pipeline.endpointing import TurnVerdict, close_after_ms, sure_enough
+from pipeline.endpointing import TurnVerdict, close_after_ms, weigh
 from pipeline.logs import get_logger
 from pipeline.replay import ReplayOffset
 from pipeline.runner import CONTROL, Output, Stage
@@ -291,9 +291,12 @@ class VadStage(Stage):
         if (self.cfg.endpoint != "text" or hint.utt_id != self._open_id or not self._spec_samples
                 or hint.speculated_samples != self._spec_samples):
             return []  # stale: speech resumed, or the utterance has closed already
-        verdict = sure_enough(TurnVerdict(hint.complete, hint.reason), hint.end_logprob, self.cfg.turn_min_logprob)
+        turn_probability = hint.turn_probability if hint.turn_probability >= 0 else None
+        verdict = weigh(TurnVerdict(hint.complete, hint.reason), hint.end_logprob, self.cfg.turn_min_logprob,
+                        turn_probability, self.cfg.turn_model_min_probability)
         self.log.info("turn_judged", utt_id=hint.utt_id, complete=verdict.complete, reason=verdict.reason,
-                      end_logprob=round(hint.end_logprob, 3), silence_ms=round(self._segmenter.trailing_silence_ms))
+                      end_logprob=round(hint.end_logprob, 3), turn_probability=turn_probability,
+                      silence_ms=round(self._segmenter.trailing_silence_ms))
         if self._judge(verdict, speculated=True) == 0:
             return self._emit(self._segmenter.close_now("turn_complete"))
         return []
@@ -302,9 +305,11 @@ class VadStage(Stage):
         """Move the silence that closes the open utterance (pipeline/endpointing.py)."""
         if self.cfg.endpoint != "text":
             return self.cfg.min_silence_ms
-        after_ms = close_after_ms(self.cfg.min_silence_ms, self.cfg.max_silence_ms, speculated, verdict)
+        after_ms = close_after_ms(self.cfg.min_silence_ms, self.cfg.hold_silence_ms, self.cfg.max_silence_ms,
+                                  speculated, verdict)
         self._segmenter.close_after_ms = after_ms
-        self._segmenter.close_reason = "silence" if after_ms == self.cfg.min_silence_ms else "max_silence"
+        self._segmenter.close_reason = {self.cfg.max_silence_ms: "max_silence",
+                                        self.cfg.hold_silence_ms: "hold_silence"}.get(after_ms, "silence")
         return after_ms
 
     def _mint_id(self) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline import frames, metrics
-from pipeline.config import TranscribeConfig, WorkerConfig
+from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
 from pipeline.exitcodes import ExitCode
 from pipeline.harness.stage_driver import StageDriver
 from pipeline.lifecycle import StageFailed
@@ -64,6 +64,23 @@ def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path
     driver.send("utterances", utterance("u2", speculative=True))
     driver.send("utterances", utterance("u2", samples=SAMPLES + 9000, speculated_samples=SAMPLES + 512))
     assert model.calls == calls + 2  # speech followed the copy: the final is decoded again
+
+
+def test_a_finished_sentence_is_put_to_smart_turn_and_an_unfinished_one_is_not(tmp_path):
+    wcfg, cfg = WorkerConfig(models=["cpu-a"]), TranscribeConfig(fast_path=False)
+    for text, asked in (("Bonjour.", True), ("Bonjour et", False)):
+        engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory({"cpu-a": FakeWhisper(text)}))
+        stage = TranscribeStage("transcribe_cpu", wcfg, cfg, PipelineConfig().models_cache_dir(), tmp_path,
+                                engine=engine)
+        [(_, verdict)] = StageDriver(stage).send("utterances", utterance(speculative=True))
+        assert stage.turn_model is not None  # the real model (scripts/setup provisions it)
+        assert (0.0 <= verdict.turn_probability <= 1.0) if asked else verdict.turn_probability == -1.0
+
+
+def test_without_the_turn_model_file_the_text_alone_decides(tmp_path):
+    driver = worker(tmp_path, {"cpu-a": FakeWhisper("Bonjour.")})  # cache dir: an empty tmp_path
+    [(_, verdict)] = driver.send("utterances", utterance(speculative=True))
+    assert driver.stage.turn_model is None and verdict.reason == "sentence_end" and verdict.turn_probability == -1.0
 
 
 def test_unusable_audio_is_acknowledged_empty_and_counted(tmp_path):

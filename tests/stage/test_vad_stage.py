@@ -166,9 +166,20 @@ def test_a_chunk_not_from_our_capture_is_refused_and_the_stage_goes_on(tmp_path,
     assert play(driver, 4, first_seq=2) == []
 
 
-def hint(copy: frames.Utterance, complete: bool, reason: str, end_logprob: float = -0.2) -> frames.TurnHint:
+def hint(copy: frames.Utterance, complete: bool, reason: str, end_logprob: float = -0.2,
+         turn_probability: float = -1.0) -> frames.TurnHint:
     return frames.TurnHint(utt_id=copy.utt_id, speculated_samples=len(copy.pcm) // 4, complete=complete,
-                           reason=reason, end_logprob=end_logprob)
+                           reason=reason, end_logprob=end_logprob, turn_probability=turn_probability)
+
+
+@pytest.mark.parametrize("doubt", [{"end_logprob": -0.9}, {"turn_probability": 0.2}])
+def test_a_finished_sentence_either_signal_doubts_waits_hold_silence(tmp_path, doubt):
+    probs = [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 19 + [SPEECH] * 20 + [SILENT] * 40  # a 608 ms pause
+    driver, _ = vad(tmp_path, probs, endpoint="text")  # hold_silence_ms: 750
+    [copy] = utterances(play(driver, 20 + 30 + 5), "transcribe_cpu")
+    assert driver.send("hints", hint(copy, True, "sentence_end", **doubt)) == []
+    out = play(driver, 14 + 20 + 40, first_seq=56)
+    assert len([u for u in utterances(out, "transcribe_cpu") if not u.speculative]) == 1, "the pause split the turn"
 
 
 def test_a_finished_sentence_closes_the_turn_as_soon_as_the_worker_says_so(tmp_path):
@@ -206,14 +217,6 @@ def test_the_silence_rule_ignores_verdicts(tmp_path):
     assert driver.send("hints", hint(copy, True, "sentence_end")) == []
     finals = [u for u in utterances(play(driver, 20, first_seq=57), "transcribe_cpu") if not u.speculative]
     assert [len(u.pcm) // 4 for u in finals] == [(16 + 30 + 13) * WINDOW]
-
-
-def test_a_finished_sentence_the_decoder_was_unsure_of_closes_by_the_fixed_rule(tmp_path):
-    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 40, endpoint="text", turn_min_logprob=-0.4)
-    [copy] = utterances(play(driver, 20 + 30 + 5), "transcribe_cpu")
-    assert driver.send("hints", hint(copy, True, "sentence_end", end_logprob=-0.7)) == []
-    finals = [u for u in utterances(play(driver, 35, first_seq=56), "transcribe_cpu") if not u.speculative]
-    assert [len(u.pcm) // 4 for u in finals] == [(16 + 30 + 13) * WINDOW]  # 400 ms, not at once
 
 
 def test_an_utterance_the_runner_could_not_hand_over_is_sent_again_at_the_next_tick(tmp_path):

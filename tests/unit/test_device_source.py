@@ -135,7 +135,7 @@ def test_capture_wires_the_vad_silence_floor_into_its_microphone(monkeypatch, tm
 
     sd = FakeSoundDevice()
     monkeypatch.setattr("pipeline.sources._sounddevice", lambda: sd)
-    stage = CaptureStage(AudioConfig(), tmp_path, vad=VadConfig(max_silence_ms=500))
+    stage = CaptureStage(AudioConfig(), tmp_path, vad=VadConfig(hold_silence_ms=500, max_silence_ms=500))
     stage.start()
     sd.streams[0].deliver(0.8, level=0.0)
     assert not stage.source.quiet      # 0.8 s: an utterance could still be open (0.5 s + 0.5 s margin)

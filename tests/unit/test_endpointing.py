@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn, sure_enough
+from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn, weigh
 
 
 @pytest.mark.parametrize("text, complete, reason", [
@@ -30,16 +30,28 @@ def test_english_function_words_too():
 
 
 def test_the_wait_each_verdict_sets():
-    done, unsure = TurnVerdict(True, "sentence_end"), TurnVerdict(False, "no_sentence_end")
-    assert close_after_ms(400, 1000, speculated=False, verdict=None) == 400  # the fixed rule
-    assert close_after_ms(400, 1000, speculated=True, verdict=None) == 1000  # waiting for a verdict
-    assert close_after_ms(400, 1000, speculated=True, verdict=unsure) == 1000
-    assert close_after_ms(400, 1000, speculated=True, verdict=done) == 0
-    assert close_after_ms(400, 1000, speculated=True, verdict=TurnVerdict(True, "unsure")) == 400
+    done, unfinished = TurnVerdict(True, "sentence_end"), TurnVerdict(False, "no_sentence_end")
+    assert close_after_ms(400, 750, 1000, speculated=False, verdict=None) == 400  # the fixed rule
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=None) == 1000  # waiting for a verdict
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=unfinished) == 1000
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=done) == 0
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "unsure")) == 750
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "turn_model_doubts")) == 750
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "non_speech")) == 0
 
 
 def test_a_full_stop_the_decoder_was_unsure_of_does_not_end_the_turn():
     done = TurnVerdict(True, "sentence_end")
-    assert sure_enough(done, end_logprob=-0.2, min_logprob=-0.4) == done
-    assert sure_enough(done, end_logprob=-0.6, min_logprob=-0.4) == TurnVerdict(True, "unsure")
-    assert sure_enough(TurnVerdict(True, "non_speech"), -2.0, -0.4).complete  # nothing to be sure of
+    assert weigh(done, end_logprob=-0.2, min_logprob=-0.4) == done
+    assert weigh(done, end_logprob=-0.6, min_logprob=-0.4) == TurnVerdict(True, "unsure")
+    assert weigh(TurnVerdict(True, "non_speech"), -2.0, -0.4).complete  # nothing to be sure of
+
+
+def test_a_sure_full_stop_the_turn_model_doubts_waits():
+    done = TurnVerdict(True, "sentence_end")
+    assert weigh(done, -0.2, -0.4, turn_probability=0.9) == done
+    assert weigh(done, -0.2, -0.4, turn_probability=0.2) == TurnVerdict(True, "turn_model_doubts")
+    assert weigh(done, -0.2, -0.4, turn_probability=None) == done  # not asked: the text alone decides
+    assert weigh(done, -0.2, -0.4, turn_probability=0.2, min_turn_probability=0.0) == done
+    unfinished = TurnVerdict(False, "ends_on_function_word")
+    assert weigh(unfinished, -0.2, -0.4, turn_probability=0.99) == unfinished  # audio never finishes a text
