@@ -260,7 +260,7 @@ class VadStage(Stage):
                 or seg.open_samples * 1000 < self.cfg.partial_min_ms * self.rate or self._since_partial < interval):
             return []
         self._since_partial = 0
-        self._open_id = self._open_id or self._mint_id()
+        self._opened()
         start_s = seg.open_start / self.rate
         partial = frames.Utterance(self._open_id, start_s, start_s + seg.open_samples / self.rate, time.time(),
                                    self.rate, seg.open_audio().tobytes(), is_partial=True)
@@ -277,7 +277,7 @@ class VadStage(Stage):
         if (not self.cfg.speculate_after_ms or self._spec_samples or self._active is None
                 or seg.trailing_silence_ms < self.cfg.speculate_after_ms):
             return []
-        self._open_id = self._open_id or self._mint_id()
+        self._opened()
         audio = seg.open_audio()
         self._spec_samples = audio.size
         self._judge(None, speculated=True)  # wait for the worker's verdict (up to max_silence_ms)
@@ -311,6 +311,13 @@ class VadStage(Stage):
         self._segmenter.close_reason = {self.cfg.max_silence_ms: "max_silence",
                                         self.cfg.hold_silence_ms: "hold_silence"}.get(after_ms, "silence")
         return after_ms
+
+    def _opened(self) -> str:
+        """The id of the utterance being spoken, minted (and logged) at its first partial or speculative copy."""
+        if self._open_id is None:
+            self._open_id = self._mint_id()
+            self.log.info("utterance_opened", utt_id=self._open_id, start_s=round(self._segmenter.open_start / self.rate, 3))
+        return self._open_id
 
     def _mint_id(self) -> str:
         self._count += 1

@@ -79,13 +79,18 @@ REFERENCES = {  # tests/data/audio/ATTRIBUTION.md
 
 def test_a_vad_sigkilled_while_someone_speaks_loses_nothing_of_what_was_said(run_dir, start_pipeline):
     pipeline = start_pipeline(pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}), "--source", str(AUDIO))
-    # Interim text exists only while an utterance is open: the VAD dies in the middle of speech.
-    wait_until(lambda: pipeline.subscriber.partials(), 120, what="interim text of an utterance being spoken")
+    # The VAD's own word that an utterance is open (not a worker's interim text, which a slow
+    # machine may never finish before the close): it dies in the middle of speech.
+    def still_open():
+        closed = {e["utt_id"] for e in pipeline.find("utterance_closed")}
+        return [e["utt_id"] for e in pipeline.find("utterance_opened") if e["utt_id"] not in closed]
+    speaking = wait_until(still_open, 120, what="an utterance being spoken")[-1]
     victim = pipeline.stage_pids()["vad"]
     os.kill(victim, signal.SIGKILL)
     assert pipeline.wait_exit(180) == 0, pipeline.log_tail()
     assert pipeline.find("stage_failed", stage_name="vad", reason="signal_9")
     assert pipeline.find("replay_started"), pipeline.log_tail()
+    assert not pipeline.find("utterance_closed", utt_id=speaking)  # it died with that utterance open
     texts = [t.text for t in pipeline.subscriber.transcripts()]
     for reference in REFERENCES.values():  # every sentence said, in exactly one final
         matching = [t for t in texts if keyword_hits(reference.split(), t) >= len(reference.split()) // 2 + 1]
