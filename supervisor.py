@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent
 BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
 DEFAULT_CONFIG = ROOT / "config.yaml"
 CHECK_GRACE_S = 5.0  # test mode: how long after Drained the last transcript's copy may still come
-RECONCILE_EVERY_S = 0.25  # liveness, busy and start checks; exits, state changes and due starts act at once
+RECONCILE_EVERY_S = 1.0  # liveness, busy and start checks; exits, state changes and due starts act at once
 
 
 class Supervisor:

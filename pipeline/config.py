@@ -237,6 +237,8 @@ class RestartConfig(_Strict):
 class SupervisorConfig(_Strict):
     """`supervisor:` heartbeats, hang and memory limits, shutdown timing, spares."""
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    spare_heartbeat_interval_s: float = Field(5.0, gt=0)
+    """A preloaded spare only waits: it heartbeats this often (each wake-up shows in idle CPU)."""
     heartbeat_liveness: int = Field(3, gt=0)
     max_busy_s: float = Field(120.0, gt=0)
     start_timeout_s: float = Field(120.0, gt=0)

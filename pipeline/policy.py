@@ -118,7 +118,8 @@ def hang_reason(state: StageState, since_spawn_s: float, since_heartbeat_s: floa
     reports since when it is busy: an endless model call shows up here, heartbeats or not)."""
     if state is StageState.STARTING:
         return "start_timeout" if since_spawn_s > cfg.start_timeout_s else None
-    if since_heartbeat_s > cfg.heartbeat_liveness * cfg.heartbeat_interval_s:
+    interval_s = cfg.spare_heartbeat_interval_s if state is StageState.STANDBY else cfg.heartbeat_interval_s
+    if since_heartbeat_s > cfg.heartbeat_liveness * interval_s:
         return "heartbeat_missed"
     if busy_for_s > cfg.max_busy_s:
         return "busy_too_long"

@@ -4,7 +4,8 @@ Kafka's consumer offset: everything before it is accounted for (in a closed, spo
 silence), so a restarted VAD asks capture to replay from it (capture keeps `audio.replay_s`) and
 rebuilds the utterance that was open when its predecessor died. While an utterance is open the
 offset is the chunk its pre-roll starts in; between utterances, the chunk `pre_roll_ms` back. It
-is written at most every COMMIT_EVERY chunks, and at once after every close; an utterance spooled
+is written at most every COMMIT_EVERY chunks, and at once after every close (an older offset only
+replays more silence: between closes the file is not rewritten twice a second); an utterance spooled
 in the instant before that write carries its own `end_seq`, so the restart also starts after it.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from pipeline.durable import Cursor
 
-COMMIT_EVERY = 16  # chunks (~0.5 s): a commit is one small atomic file write
+COMMIT_EVERY = 160  # chunks (~5 s): a commit is one small atomic file write (~0.3 ms: a rename)
 
 
 class ReplayOffset:
@@ -44,8 +45,8 @@ class ReplayOffset:
 
     def commit(self, sample: int, now: bool = False) -> None:
         """Everything before segmenter sample `sample` is accounted for."""
-        if not self._chunks or (not now and self._since_commit < COMMIT_EVERY):
-            return
+        if not self._chunks or (not now and self._committed is not None and self._since_commit < COMMIT_EVERY):
+            return  # the first commit at once: a VAD killed in its first seconds is replayed too
         seq = next((s for s, end in self._chunks if end > sample), self._chunks[-1][0] + 1)
         self.commit_seq(seq)
 

@@ -110,10 +110,12 @@ class StageRunner:
     """Runs one Stage against live sockets (`run`) or a recording (`replay`)."""
 
     def __init__(self, stage: Stage, heartbeat_interval_s: float = 1.0, drain_timeout_s: float = 30.0,
-                 clock: Callable[[], int] = time.monotonic_ns, record_path: Path | None = None) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, record_path: Path | None = None,
+                 spare_heartbeat_interval_s: float | None = None) -> None:
         self.stage = stage
         self.state = StageState.STARTING
         self._hb_ns = int(heartbeat_interval_s * 1e9)
+        self._spare_hb_ns = int((spare_heartbeat_interval_s or heartbeat_interval_s) * 1e9)
         self._drain_timeout_ns = int(drain_timeout_s * 1e9)
         self._clock = clock
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=stage.name)
@@ -190,7 +192,7 @@ class StageRunner:
         while not self._stop_requested:
             now = self._clock()
             if now >= self._next_hb_ns:
-                self._next_hb_ns = now + self._hb_ns
+                self._next_hb_ns = now + self._spare_hb_ns
                 self._send_heartbeat()
             if not poller.readable(max(0.0, (self._next_hb_ns - now) / 1e9)):
                 continue
@@ -200,6 +202,7 @@ class StageRunner:
             if isinstance(frame, frames.Activate) and frame.pid == os.getpid():
                 bind_process_context(restart_count=frame.restart_count)
                 self._log.info("spare_activated")
+                self._next_hb_ns = 0  # from now on at the active stages' pace
                 return True
         return False
 

@@ -340,6 +340,8 @@ class VadStage(Stage):
         return out + self._maybe_drained()
 
     def _emit(self, segments: list[Segment]) -> list[Output]:
+        if not segments:
+            return []
         out = []
         for seg in segments:
             utt_id, self._open_id, self._since_partial = self._open_id or self._mint_id(), None, 0

@@ -24,6 +24,12 @@ def test_silence_past_the_liveness_window_is_a_hang():
     assert hang_reason(RUNNING, since_spawn_s=60, since_heartbeat_s=3.1, busy_for_s=0, cfg=SUP) == "heartbeat_missed"
 
 
+def test_a_waiting_spare_is_given_the_liveness_window_of_its_slower_heartbeat():
+    standby = StageState.STANDBY  # spare_heartbeat_interval_s: 5 (the default)
+    assert hang_reason(standby, since_spawn_s=60, since_heartbeat_s=14.9, busy_for_s=0, cfg=SUP) is None
+    assert hang_reason(standby, since_spawn_s=60, since_heartbeat_s=15.1, busy_for_s=0, cfg=SUP) == "heartbeat_missed"
+
+
 def test_a_model_call_that_never_returns_is_a_hang_even_while_heartbeats_flow():
     # The runner heartbeats from its main thread while the call runs in a worker thread, and
     # reports since when it is busy: an endless loop in a model call shows up here.
