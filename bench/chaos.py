@@ -69,6 +69,7 @@ class ChaosReport:
     exit_code: int | None = None
     duration_s: float = 0.0
     timed_out: bool = False  # the kills asked for did not all happen within the run's timeout
+    laps: int = 1            # passes through a looped recording begun (capture's source_looped + 1)
 
     @property
     def lost(self) -> list[str]:
@@ -154,7 +155,8 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
     try:
         # Fully up before the first kill: every stage READY and its spare preloaded. After that,
         # kills come whether or not a spare is ready again (a worker's takes 2-4 s to preload).
-        wait_until(lambda: _still_running(pipeline) and set(core) <= set(running_stages(pipeline))
+        # A clean run (max_kills=0) just plays: a short recording may be over before spares are up.
+        wait_until(lambda: max_kills == 0 or _still_running(pipeline) and set(core) <= set(running_stages(pipeline))
                    and set(core) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
                    300, what="every stage and spare up")  # a deadline for a cold start, not a speed claim
         deadline = started + timeout_s
@@ -224,6 +226,7 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     spoken = {utt_id: n for n, utt_id in enumerate(report.closed)}  # closing order, across VAD restarts
     report.texts = [t.text for t in sorted(pipeline.subscriber.transcripts(), key=lambda t: spoken.get(t.utt_id, -1))]
     report.non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
+    report.laps = 1 + len(pipeline.find("source_looped"))
     ups = pipeline.find("stage_up")
     switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
     promoted = {e["replaces"] for e in pipeline.find("spare_promoted")}

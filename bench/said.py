@@ -2,7 +2,8 @@
 
 Counting utterances the VAD closed cannot see speech that never became an utterance (a VAD that
 died mid-sentence). So the chaos run is compared, by words, with a clean run of the same audio:
-both runs' finals are joined into one word sequence each and aligned (difflib); a reference
+both runs' finals are joined into one word sequence each and aligned (the fewest edits, as for
+WER: difflib's longest-block matching pairs the wrong laps of a looped recording); a reference
 utterance is *lost* when most of its words found no counterpart, and a run's final is a
 *duplicate* when most of its words found none either but they repeat, in order, words of the
 reference it sits next to (text published twice, under another id or split differently).
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+
+import numpy as np
 
 from bench.wer import words
 
@@ -37,20 +40,61 @@ def _spans(texts: list[str]) -> tuple[list[str], list[tuple[int, int]]]:
     return joined, spans
 
 
-def compare_said(reference: list[str], run: list[str]) -> SaidReport:
-    """`reference`, `run`: final texts in publication order."""
+def compare_said(reference: list[str], run: list[str], stopped_early: bool = False) -> SaidReport:
+    """`reference`, `run`: final texts in publication order. `stopped_early`: the run was stopped
+    partway through what the reference says (a looped recording, stopped once the kills were
+    done): reference finals after the last one it mostly said were never played, not lost."""
     ref_words, ref_spans = _spans(reference)
     run_words, run_spans = _spans(run)
-    ref_hit, run_to_ref = [False] * len(ref_words), {}
-    for block in SequenceMatcher(None, ref_words, run_words, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            ref_hit[block.a + k] = True
-            run_to_ref[block.b + k] = block.a + k
-    lost = [text for text, (a, b) in zip(reference, ref_spans) if b > a and sum(ref_hit[a:b]) < MOSTLY * (b - a)]
+    run_to_ref = align(ref_words, run_words, run_is_prefix=stopped_early)
+    ref_hit = [False] * len(ref_words)
+    for i in run_to_ref.values():
+        ref_hit[i] = True
+    missing = [b > a and sum(ref_hit[a:b]) < MOSTLY * (b - a) for a, b in ref_spans]
+    if stopped_early:
+        said = [i for i, gone in enumerate(missing) if not gone and ref_spans[i][1] > ref_spans[i][0]]
+        missing = missing[:said[-1] + 1] if said else []
+    lost = [text for text, gone in zip(reference, missing) if gone]
     duplicated = [text for text, (a, b) in zip(run, run_spans)
                   if b > a and sum(i in run_to_ref for i in range(a, b)) < MOSTLY * (b - a)
                   and _repeats_nearby(run_words[a:b], ref_words, _reference_position(run_to_ref, a))]
     return SaidReport(lost, duplicated)
+
+
+def align(ref: list[str], run: list[str], run_is_prefix: bool = False) -> dict[int, int]:
+    """run word index -> reference word index, for the equal words of a fewest-edits alignment.
+    `run_is_prefix`: the run is aligned with the reference's best-fitting beginning (what was not
+    played costs nothing). Row by row in numpy (an insertion chain is a running minimum),
+    directions kept as bytes."""
+    n, m = len(ref), len(run)
+    vocab: dict[str, int] = {}
+    ref_ids = np.array([vocab.setdefault(w, len(vocab)) for w in ref], dtype=np.int64)
+    run_ids = np.array([vocab.setdefault(w, len(vocab)) for w in run], dtype=np.int64)
+    cols = np.arange(m + 1)
+    row = cols.copy()
+    came = np.zeros((n + 1, m + 1), dtype=np.uint8)  # 0 diagonal, 1 from above (deletion), 2 from the left
+    came[0, 1:] = 2
+    last_column = [m]  # edits of the whole run against each beginning of the reference
+    for i in range(1, n + 1):
+        diag = row[:-1] + (run_ids != ref_ids[i - 1])
+        best = np.concatenate(([row[0] + 1], np.minimum(diag, row[1:] + 1)))
+        from_above = np.concatenate(([True], row[1:] + 1 < diag))
+        left = np.minimum.accumulate(best - cols) + cols  # D[i][j] = min over k <= j of best[k] + (j - k)
+        came[i] = np.where(left < best, 2, np.where(from_above, 1, 0))
+        row = np.minimum(left, best)
+        last_column.append(int(row[-1]))
+    pairs, i, j = {}, (int(np.argmin(last_column)) if run_is_prefix else n), m
+    while i or j:
+        step = came[i, j]
+        if step == 0:
+            if run_ids[j - 1] == ref_ids[i - 1]:
+                pairs[j - 1] = i - 1
+            i, j = i - 1, j - 1
+        elif step == 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs
 
 
 def _reference_position(run_to_ref: dict[int, int], at: int) -> int:

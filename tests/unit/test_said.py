@@ -28,3 +28,17 @@ def test_an_extra_stray_word_is_neither():
     run = [REFERENCE[0], "euh", *REFERENCE[1:]]
     report = compare_said(REFERENCE, run)
     assert not report.lost and not report.duplicated
+
+
+def test_a_looped_recording_stopped_partway_counts_only_what_was_played():
+    looped = REFERENCE * 3  # the laps begun, and one more
+    run = REFERENCE + REFERENCE[:2]  # stopped in the second lap
+    assert compare_said(looped, run, stopped_early=True) == compare_said(REFERENCE, REFERENCE)
+    assert len(compare_said(looped, run).lost) == 6  # without it, the unplayed rest counts as lost
+
+
+def test_a_sentence_lost_before_the_stop_still_counts():
+    looped = REFERENCE * 3
+    run = REFERENCE + [REFERENCE[0], REFERENCE[2], REFERENCE[3], REFERENCE[0]]
+    report = compare_said(looped, run, stopped_early=True)
+    assert report.lost == [REFERENCE[1]] and not report.duplicated
