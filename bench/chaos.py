@@ -177,9 +177,12 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
 
 
 def _all_replaced(pipeline: PipelineProcess, report: ChaosReport, stages: tuple[str, ...]) -> bool:
+    """Every stage READY in a process not killed last, and every spare killed preloaded again."""
     running = running_stages(pipeline)
     last_killed = {k.stage: k.pid for k in report.kills}
-    return all(s in running and running[s] != last_killed.get(s) for s in stages)
+    spares = ready_spares(pipeline)
+    return (all(s in running and running[s] != last_killed.get(s) for s in stages)
+            and all(s in spares and spares[s] != pid for s, pid in last_killed.items() if s in SPARES))
 
 
 def _still_running(pipeline: PipelineProcess) -> bool:
