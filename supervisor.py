@@ -287,8 +287,9 @@ class Supervisor:
         self.metrics.STAGE_UP.labels(proc.name).set(0)
         self.metrics.mark_dead(proc.pid)
         decision = self.policy.on_failure(proc.name, code, now)
-        self.log.warning("stage_failed", stage_name=proc.name, pid=proc.pid, reason=reason,
-                         decision=type(decision).__name__)
+        expected = code == ExitCode.NO_GPU  # a CPU-only machine: the CPU worker was always going to serve
+        log = self.log.info if expected else self.log.warning
+        log("stage_failed", stage_name=proc.name, pid=proc.pid, reason=reason, decision=type(decision).__name__)
         proc.restarts += 1
         if isinstance(decision, Restart):
             self.metrics.STAGE_RESTARTS.labels(proc.name, reason).inc()
@@ -296,7 +297,7 @@ class Supervisor:
                 proc.start_at = now + decision.after_s
         elif isinstance(decision, Failover):
             proc.start_at = now + decision.retry_after_s
-            self.log.warning("gpu_worker_failover", to=decision.to, retry_in_s=decision.retry_after_s, reason=reason)
+            log("gpu_worker_failover", to=decision.to, retry_in_s=decision.retry_after_s, reason=reason)
         elif isinstance(decision, GiveUp):
             proc.failed = True
             self.metrics.STAGE_FAILED.labels(proc.name).set(1)
@@ -310,7 +311,9 @@ class Supervisor:
         active = choose_active(healthy, topology.WORKERS)
         if active == self.active:
             return
-        self.log.warning("worker_switched", from_worker=self.active, to_worker=active)
+        # The first routing is not a switch away from anything.
+        (self.log.info if self.active is None else self.log.warning)(
+            "worker_switched", from_worker=self.active, to_worker=active)
         self.metrics.FAILOVERS.labels(str(self.active), str(active)).inc()
         for name in topology.WORKERS:
             self.metrics.ACTIVE_WORKER.labels(name).set(1 if name == active else 0)

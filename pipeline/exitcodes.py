@@ -8,6 +8,7 @@ class ExitCode(enum.IntEnum):
     CLEAN = 0
     FAILURE = 1        # unexpected crash: restart with backoff
     GPU_UNAVAILABLE = 3  # permanent for that device: fail over to the CPU-model worker
+    NO_GPU = 4         # no CUDA device at all (a CPU-only machine's normal case): the same, logged at info
     TRANSIENT = 75     # EX_TEMPFAIL: counts toward flapping
     CONFIG_ERROR = 78  # EX_CONFIG: never restart
 

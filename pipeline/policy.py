@@ -92,7 +92,7 @@ class RestartPolicy:
         if exit_code == ExitCode.CONFIG_ERROR:
             return GiveUp("configuration error (exit 78): fix the config, a restart cannot help")
         attempts = self._flap(stage).on_failure(now)
-        if stage == self.gpu_worker and exit_code == ExitCode.GPU_UNAVAILABLE:
+        if stage == self.gpu_worker and exit_code in (ExitCode.GPU_UNAVAILABLE, ExitCode.NO_GPU):
             return Failover(self.cpu_worker, self.cfg.gpu_recheck_s)
         if self._flap(stage).flapping():
             if stage == self.gpu_worker:

@@ -181,7 +181,9 @@ class StageRunner:
         try:
             self._call(step)
         except StageStartError as err:
-            self._log.error("stage_start_failed", reason=str(err), exit_code=int(err.exit_code))
+            # No GPU on a CPU-only machine is the normal case: the terminal shows warnings and up.
+            log = self._log.info if err.exit_code == ExitCode.NO_GPU else self._log.error
+            log("stage_start_failed", reason=str(err), exit_code=int(err.exit_code))
             return err.exit_code
         return None
 

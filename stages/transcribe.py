@@ -26,7 +26,7 @@ from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageFailed, StageStartError
 from pipeline.transcription.engine import Engine, NoModelError, Result
 from pipeline.transcription.faults import FaultInjector
-from pipeline.transcription.gpu import GpuUnavailableError
+from pipeline.transcription.gpu import GpuUnavailableError, NoGpuError
 from pipeline.transcription.turn_model import SmartTurn, TurnModelMissing, verified
 from pipeline.transport import PortSpec
 
@@ -71,7 +71,8 @@ class TranscribeStage(Stage):
             self.engine.load()
             self.engine.warm_up()
         except GpuUnavailableError as err:
-            raise StageStartError(str(err), ExitCode.GPU_UNAVAILABLE) from None
+            code = ExitCode.NO_GPU if isinstance(err, NoGpuError) else ExitCode.GPU_UNAVAILABLE
+            raise StageStartError(str(err), code) from None
         except NoModelError as err:
             raise StageStartError(str(err), self.exit_code) from None
         self._load_turn_model()

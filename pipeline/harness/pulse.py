@@ -18,12 +18,15 @@ class PulseServer:
     """A PulseAudio server of its own (private runtime dir), started and stopped by its user."""
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="luxa-pulse-"))
+        # What a client (the pipeline) needs to reach this server. Not HOME: a pipeline started with
+        # another HOME looked for its models (Whisper, Smart Turn) in this temporary directory.
         self.env = {"XDG_RUNTIME_DIR": str(self.dir), "PULSE_RUNTIME_PATH": str(self.dir / "pulse"),
-                    "HOME": str(self.dir)}
+                    "PULSE_COOKIE": str(self.dir / ".config" / "pulse" / "cookie")}
 
     def _run(self, *cmd: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, env={**os.environ, **self.env}, capture_output=True, text=True,
-                              timeout=timeout, check=check)
+        # The server's own files (cookie, config) live in its directory, not the user's home.
+        return subprocess.run(cmd, env={**os.environ, **self.env, "HOME": str(self.dir)}, capture_output=True,
+                              text=True, timeout=timeout, check=check)
 
     def start(self) -> None:
         """Raises RuntimeError with PulseAudio's own words when it cannot start."""

@@ -23,6 +23,10 @@ class GpuUnavailableError(RuntimeError):
     """No CUDA device, or none with enough free memory; permanent for the GPU worker."""
 
 
+class NoGpuError(GpuUnavailableError):
+    """No CUDA device visible at all: on a CPU-only machine the expected case, not a fault."""
+
+
 def probe_gpus() -> list[GpuInfo]:
     """Every visible CUDA device with its free memory; [] without CUDA."""
     import ctranslate2
@@ -54,7 +58,7 @@ def select_gpu(min_free_bytes: int, probe: Callable[[], list[GpuInfo]] = probe_g
     """The GPU with the most free memory, if it has at least `min_free_bytes` free."""
     gpus = probe()
     if not gpus:
-        raise GpuUnavailableError("no CUDA device is visible (no NVIDIA GPU, driver or CUDA runtime)")
+        raise NoGpuError("no CUDA device is visible (no NVIDIA GPU, driver or CUDA runtime)")
     best = max(gpus, key=lambda g: g.free_bytes)
     if best.free_bytes < min_free_bytes:
         raise GpuUnavailableError(

@@ -13,6 +13,7 @@ import soundfile
 import soxr
 
 from pipeline import topology
+from pipeline.exitcodes import ExitCode
 from pipeline.harness.pipeline_process import ROOT, pid_alive, pipeline_config
 from pipeline.harness.waiting import wait_until
 from pipeline.testmode import keyword_hits
@@ -47,7 +48,8 @@ def test_test_mode_transcribes_french_through_five_processes_and_survives_garbag
     pids = pipeline.stage_pids()
     assert set(pids) == STAGES and len(set(pids.values())) == 5
     # No GPU here: the GPU worker refuses to start, the switch is logged, the CPU worker answers.
-    assert pipeline.find("stage_start_failed", stage="transcribe_gpu", exit_code=3)
+    assert pipeline.find("stage_start_failed", stage="transcribe_gpu", exit_code=ExitCode.NO_GPU, level="info")
+    assert not pipeline.find("gpu_worker_failover", level="warning")  # a CPU-only machine's normal case
     assert pipeline.find("gpu_worker_failover", to="transcribe_cpu")
     assert not pipeline.find("spare_spawned", stage_name="transcribe_gpu")  # spares stand only behind healthy stages
     printed = [json.loads(line) for line in pipeline.stdout_lines]

@@ -13,7 +13,7 @@ from pipeline import frames, metrics
 from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
 from pipeline.exitcodes import ExitCode
 from pipeline.harness.stage_driver import StageDriver
-from pipeline.lifecycle import StageFailed
+from pipeline.lifecycle import StageFailed, StageStartError
 from pipeline.transcription.engine import Engine
 from pipeline.transcription.fastpath import FastResult
 from stages.transcribe import TranscribeStage
@@ -22,12 +22,13 @@ from tests.fakes import FakeWhisper, factory, gpus
 SAMPLES = 16000  # 1 s
 
 
-def worker(tmp_path, models: dict, device: str = "cpu", fast_path: bool = False) -> StageDriver:
+def worker(tmp_path, models: dict, device: str = "cpu", fast_path: bool = False, probe=gpus(8000),
+           start: bool = True) -> StageDriver:
     name = "transcribe_gpu" if device == "cuda" else "transcribe_cpu"
     wcfg = WorkerConfig(device=device, models=list(models))
     cfg = TranscribeConfig(fast_path=fast_path)
-    engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory(models), gpu_probe=gpus(8000))
-    return StageDriver(TranscribeStage(name, wcfg, cfg, tmp_path, tmp_path, engine=engine))
+    engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory(models), gpu_probe=probe)
+    return StageDriver(TranscribeStage(name, wcfg, cfg, tmp_path, tmp_path, engine=engine), start=start)
 
 
 def utterance(utt_id: str = "u1", samples: int = SAMPLES, **fields) -> frames.Utterance:
@@ -100,6 +101,15 @@ def test_a_failing_model_trips_its_breaker_and_the_next_one_answers(tmp_path):
         assert t.model_used == "b"
     assert driver.stage.engine.breaker_states() == {"a": "open", "b": "closed"}
     assert broken.calls == 1 + 3  # its warm-up, then three failures; skipped while open
+
+
+@pytest.mark.parametrize("probe, code", [(gpus(), ExitCode.NO_GPU), (gpus(100), ExitCode.GPU_UNAVAILABLE)])
+def test_a_gpu_worker_without_a_usable_gpu_says_whether_there_is_none_or_too_little(tmp_path, probe, code):
+    # None at all is a CPU-only machine's normal case (logged at info); too little memory is a fault.
+    driver = worker(tmp_path, {"m": FakeWhisper()}, device="cuda", probe=probe, start=False)
+    with pytest.raises(StageStartError) as refused:
+        driver.stage.preload()
+    assert refused.value.exit_code == code
 
 
 def test_a_worker_whose_every_model_fails_gives_up_with_its_exit_code(tmp_path):

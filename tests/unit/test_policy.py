@@ -63,9 +63,10 @@ def test_config_error_is_never_restarted(fake_clock):
     assert isinstance(policy().on_failure("sink", ExitCode.CONFIG_ERROR, fake_clock()), GiveUp)
 
 
-def test_gpu_unavailable_fails_over_to_the_cpu_worker(fake_clock):
-    decision = policy().on_failure("transcribe_gpu", ExitCode.GPU_UNAVAILABLE, fake_clock())
-    assert decision == Failover("transcribe_cpu", 300)
+def test_gpu_unavailable_or_absent_fails_over_to_the_cpu_worker(fake_clock):
+    for code in (ExitCode.GPU_UNAVAILABLE, ExitCode.NO_GPU):
+        decision = policy().on_failure("transcribe_gpu", code, fake_clock())
+        assert decision == Failover("transcribe_cpu", 300)
 
 
 def test_flapping_gpu_worker_fails_over_instead_of_giving_up(fake_clock):
