@@ -316,7 +316,8 @@ class VadStage(Stage):
         """The id of the utterance being spoken, minted (and logged) at its first partial or speculative copy."""
         if self._open_id is None:
             self._open_id = self._mint_id()
-            self.log.info("utterance_opened", utt_id=self._open_id, start_s=round(self._segmenter.open_start / self.rate, 3))
+            start_s = round(self._segmenter.open_start / self.rate, 3)
+            self.log.info("utterance_opened", utt_id=self._open_id, start_s=start_s)
         return self._open_id
 
     def _mint_id(self) -> str:
