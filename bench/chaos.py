@@ -156,9 +156,10 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
         # Fully up before the first kill: every stage READY and its spare preloaded. After that,
         # kills come whether or not a spare is ready again (a worker's takes 2-4 s to preload).
         # A clean run (max_kills=0) just plays: a short recording may be over before spares are up.
-        wait_until(lambda: max_kills == 0 or _still_running(pipeline) and set(core) <= set(running_stages(pipeline))
-                   and set(core) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
-                   300, what="every stage and spare up")  # a deadline for a cold start, not a speed claim
+        if max_kills != 0:
+            wait_until(lambda: _still_running(pipeline) and set(core) <= set(running_stages(pipeline))
+                       and set(core) <= {e["stage_name"] for e in pipeline.find("spare_ready")},
+                       300, what="every stage and spare up")  # a deadline for a cold start, not a speed claim
         deadline = started + timeout_s
         _kill(pipeline, report, random.Random(seed), interval_s, stages, max_kills, kills_per_stage, deadline)
         if kills_per_stage and pipeline.proc.poll() is None:

@@ -260,9 +260,8 @@ class VadStage(Stage):
                 or seg.open_samples * 1000 < self.cfg.partial_min_ms * self.rate or self._since_partial < interval):
             return []
         self._since_partial = 0
-        self._opened()
         start_s = seg.open_start / self.rate
-        partial = frames.Utterance(self._open_id, start_s, start_s + seg.open_samples / self.rate, time.time(),
+        partial = frames.Utterance(self._opened(), start_s, start_s + seg.open_samples / self.rate, time.time(),
                                    self.rate, seg.open_audio().tobytes(), is_partial=True)
         return [(f"partial_{self._active}", partial)]
 
@@ -277,12 +276,12 @@ class VadStage(Stage):
         if (not self.cfg.speculate_after_ms or self._spec_samples or self._active is None
                 or seg.trailing_silence_ms < self.cfg.speculate_after_ms):
             return []
-        self._opened()
+        utt_id = self._opened()
         audio = seg.open_audio()
         self._spec_samples = audio.size
         self._judge(None, speculated=True)  # wait for the worker's verdict (up to max_silence_ms)
         start_s = seg.open_start / self.rate
-        spec = frames.Utterance(self._open_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
+        spec = frames.Utterance(utt_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
                                 audio.tobytes(), speculative=True)
         return [(self._active, spec)]
 

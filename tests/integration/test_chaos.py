@@ -6,9 +6,9 @@ the pipeline takes it) until every stage has been killed KILLS_PER_STAGE times, 
 supervisor's switch to the CPU worker and back is exercised too. The victims are the active
 stages (not yet the spares and the supervisor: a subscriber reconnecting to a restarted
 supervisor's sink can miss a transcript published before it is back; `bench.chaos --victims all`
-kills them). What was said is the same recording played once without kills: its finals, once per lap,
-are what every lap must publish (bench/said.py, by words), so speech a VAD died in the middle of
-counts too.
+kills them). What was said is the same recording played once without kills: its finals, once
+per lap, are what every lap must publish (bench/said.py, by words), so speech a VAD died in the
+middle of counts too.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ def test_test_mode_transcribes_french_through_five_processes_and_survives_garbag
     # No GPU here: the GPU worker refuses to start, the switch is logged, the CPU worker answers.
     assert pipeline.find("stage_start_failed", stage="transcribe_gpu", exit_code=ExitCode.NO_GPU, level="info")
     assert not pipeline.find("gpu_worker_failover", level="warning")  # a CPU-only machine's normal case
+    assert pipeline.find("worker_switched", to_worker="transcribe_cpu", level="info")  # the first routing
     assert pipeline.find("gpu_worker_failover", to="transcribe_cpu")
     assert not pipeline.find("spare_spawned", stage_name="transcribe_gpu")  # spares stand only behind healthy stages
     printed = [json.loads(line) for line in pipeline.stdout_lines]
