@@ -92,9 +92,12 @@ def test_a_library_caller_gets_no_text_for_non_speech(manager, name):
     assert result["text"] == "" and result["is_speech"] is False and result["non_speech_reason"], result
 
 
-@pytest.mark.parametrize("name", ["silence", "beeperr"])
-def test_whisper_thresholds_alone_still_refuse_non_speech(ungated, name):
-    result = asyncio.run(ungated.transcribe_audio(non_speech(name)))
+def test_whisper_thresholds_alone_still_refuse_silence(ungated):
+    """Only silence: on the horn (`beeperr`) Whisper's no-speech probability sits near its threshold,
+    and where it falls below, the temperature fallback samples a sentence now and then (seen once in
+    a full-suite run: « Je vous invite à vous faire une vidéo sur la chaîne. » ×3). That is why the
+    Silero gate is on by default; the gated caller's test above covers the horn."""
+    result = asyncio.run(ungated.transcribe_audio(non_speech("silence")))
     assert result["text"] == "" and result["is_speech"] is False and result["non_speech_reason"] not in (None, "vad")
 
 
