@@ -4,6 +4,7 @@
                                     vad --PUSH partial_<worker> (HWM 1, dropped when busy)--> same worker
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
     transcribe_* --PUSH/PULL hints (is the sentence over?)--> vad
+    wyoming --PUSH/PULL requests (a client's whole turn, and speculative copies)--> vad
     sink --PUB events (private: `ack`, and `transcript` for test mode)--> vad, supervisor
     every stage --PUB control_up--> supervisor
     supervisor --PUB control_down (route, stop, activate a spare)--> stages
@@ -33,6 +34,11 @@ def utterances(run_dir: Path, worker: str) -> str:
 
 def partials(run_dir: Path, worker: str) -> str:
     return ipc_endpoint(run_dir, f"partial_{worker}")
+
+
+def requests(run_dir: Path) -> str:
+    """Front doors (the Wyoming server) -> VAD: whole utterances, routed like the VAD's own (the VAD binds)."""
+    return ipc_endpoint(run_dir, "requests")
 
 
 def hints(run_dir: Path) -> str:

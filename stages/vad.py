@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ import numpy as np
 from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
-from pipeline.durable import Spool
+from pipeline.delivery import Delivery
 from pipeline.endpointing import TurnVerdict, close_after_ms, weigh
 from pipeline.logs import get_logger
 from pipeline.replay import ReplayOffset
@@ -41,18 +39,10 @@ AUDIO_RCVHWM = 64  # chunks (~2 s) queued in front of the VAD: how far ahead cap
 MAX_HELD = 4 * AUDIO_RCVHWM  # capture frames held while the one before them is missing
 
 
-@dataclass
-class Pending:
-    """An utterance awaiting its acknowledgement, and when and in which route epoch it was last sent."""
-    utterance: frames.Utterance
-    sent_ns: int = 0
-    sent_epoch: int = -1
-    left: bool = False  # the last send was handed to ZeroMQ (a send with no worker connected is not)
-
-
 class VadStage(Stage):
     """Audio chunks in, utterances out to the routed worker: owns the segmentation, the pending
-    utterances (spooled, re-sent until acknowledged) and the backpressure towards capture."""
+    utterances (pipeline/delivery.py: spooled, re-sent until acknowledged), the backpressure towards
+    capture, and the routing of the front doors' utterances (port `requests`) with its own."""
 
     name = "vad"
     long_calls = False  # one 32 ms window per frame: handled inline (see Stage.long_calls)
@@ -70,6 +60,7 @@ class VadStage(Stage):
             "hints": PortSpec("pull", topology.hints(run_dir), bind=True, kinds=("turn_hint",)),
             "audio": PortSpec("pull", topology.audio(run_dir), bind=True, hwm=AUDIO_RCVHWM,
                               kinds=("audio_chunk", "capture_gap", "end_of_stream", "replay_start")),
+            "requests": PortSpec("pull", topology.requests(run_dir), bind=True, kinds=("utterance",)),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
         # Partials: queue of one, dropped when the worker has not taken the previous one yet.
@@ -89,9 +80,7 @@ class VadStage(Stage):
         self._clock = clock
         self._segmenter = Segmenter(cfg, sample_rate_hz)
         self._buffer = np.zeros(0, dtype=np.float32)
-        self._pending: OrderedDict[str, Pending] = OrderedDict()
-        self._active: str | None = None
-        self._epoch = -1
+        self.delivery = Delivery(topology.vad_spool(run_dir), self.name, workers, clock)
         # Random, not pid + wall clock: the published ids outlive a supervisor restart, and a pid
         # reused after a clock jump (or in a restarted container) must not mint an id seen before.
         self._session = secrets.token_hex(5)
@@ -105,8 +94,6 @@ class VadStage(Stage):
         self._draining = False
         self._last_audio_seq = 0
         self._chunk_ms = 32.0  # length of the last chunk, to size lost audio
-        self._spool_dir = topology.vad_spool(run_dir)
-        self._spool: Spool | None = None
         self.log = get_logger()
 
     def preload(self) -> None:
@@ -114,35 +101,22 @@ class VadStage(Stage):
             self._prob_fn = SileroVad()
 
     def start(self) -> None:
-        self._spool = Spool(self._spool_dir)
-        for key, blob in self._spool.load():
-            self._restore(key, blob)
-        if self._pending or self._eos:
-            self.log.info("spool_restored", pending=len(self._pending), end_of_stream=self._eos)
-        from_seq = self._offset.restore(p.utterance.end_seq for p in self._pending.values())
+        for key, _ in self.delivery.load():
+            self._eos = self._eos or key == EOS_KEY
+        if self.delivery.pending or self._eos:
+            self.log.info("spool_restored", pending=len(self.delivery), end_of_stream=self._eos)
+        from_seq = self._offset.restore(self.delivery.end_seqs())
         if from_seq is not None:
             self.log.info("replay_wanted", from_seq=from_seq)
-        metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
-
-    def _restore(self, key: str, blob: bytes) -> None:
-        if key == EOS_KEY:
-            self._eos = True
-            return
-        try:
-            utt = frames.from_bytes(blob)
-        except frames.FrameDecodeError as err:
-            metrics.BAD_INPUT.labels(self.name, "spool_corrupt").inc()
-            self.log.error("spool_entry_unreadable", key=key, reason=str(err))
-            self._spool.remove(key)
-            return
-        self._pending[utt.utt_id] = Pending(utt)
 
     def accepts(self, port: str) -> bool:
-        """Backpressure: no more audio while max_pending utterances wait for their transcript, except
-        while a replay is awaited: its ReplayStart comes on the audio port, behind live audio that is
-        dropped anyway (it comes again inside the replay); held back, a restarted VAD with a full
-        spool never saw the replay begin."""
-        return port != "audio" or self._offset.awaiting is not None or len(self._pending) < self.cfg.max_pending
+        """Backpressure: no more audio or requests while max_pending utterances wait for their
+        transcript, except audio while a replay is awaited: its ReplayStart comes on the audio port,
+        behind live audio that is dropped anyway (it comes again inside the replay); held back, a
+        restarted VAD with a full spool never saw the replay begin."""
+        if port == "audio" and self._offset.awaiting is not None:
+            return True
+        return port not in ("audio", "requests") or len(self.delivery) < self.cfg.max_pending
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         if isinstance(frame, frames.ReplayStart):
@@ -158,7 +132,21 @@ class VadStage(Stage):
             return self._on_turn_hint(frame)
         if isinstance(frame, frames.Route):
             return self._on_route(frame)
+        if isinstance(frame, frames.Utterance) and port == "requests":
+            return self._on_request(frame)
         return []
+
+    def _on_request(self, utt: frames.Utterance) -> list[Output]:
+        """A front door's utterance (stages/wyoming.py): routed like the VAD's own. A final is held
+        until acknowledged; a speculative copy or a partial goes to the routed worker as it is."""
+        worker = self.delivery.routed
+        if utt.is_partial or utt.speculative:
+            return [] if worker is None else [(f"partial_{worker}" if utt.is_partial else worker, utt)]
+        if utt.utt_id in self.delivery:
+            return []  # sent again by a front door still waiting: it is pending here already
+        self.log.info("request_received", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3))
+        metrics.UTTERANCES.labels(self.name, "request").inc()
+        return self.delivery.add(utt)
 
     def _in_order(self, frame) -> list[frames.Frame]:
         """Capture frames in sequence order. A restarted capture's first frames can overtake the dead
@@ -256,14 +244,14 @@ class VadStage(Stage):
     def _maybe_partial(self) -> list[Output]:
         """Interim text while speech goes on; never during the silence that may end it."""
         seg, interval = self._segmenter, self.cfg.partial_interval_ms * self.rate // 1000
-        if (not interval or not seg.is_open or seg.in_trailing_silence or self._active is None
+        if (not interval or not seg.is_open or seg.in_trailing_silence or self.delivery.routed is None
                 or seg.open_samples * 1000 < self.cfg.partial_min_ms * self.rate or self._since_partial < interval):
             return []
         self._since_partial = 0
         start_s = seg.open_start / self.rate
         partial = frames.Utterance(self._opened(), start_s, start_s + seg.open_samples / self.rate, time.time(),
                                    self.rate, seg.open_audio().tobytes(), is_partial=True)
-        return [(f"partial_{self._active}", partial)]
+        return [(f"partial_{self.delivery.routed}", partial)]
 
     def _maybe_speculate(self) -> list[Output]:
         """Speech paused long enough that it may be the end: let the worker decode it now."""
@@ -273,7 +261,7 @@ class VadStage(Stage):
                 self._spec_samples = 0
                 self._judge(None, speculated=False)
             return []
-        if (not self.cfg.speculate_after_ms or self._spec_samples or self._active is None
+        if (not self.cfg.speculate_after_ms or self._spec_samples or self.delivery.routed is None
                 or seg.trailing_silence_ms < self.cfg.speculate_after_ms):
             return []
         utt_id = self._opened()
@@ -283,7 +271,7 @@ class VadStage(Stage):
         start_s = seg.open_start / self.rate
         spec = frames.Utterance(utt_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
                                 audio.tobytes(), speculative=True)
-        return [(self._active, spec)]
+        return [(self.delivery.routed, spec)]
 
     def _on_turn_hint(self, hint: frames.TurnHint) -> list[Output]:
         """The worker judged the text of the copy sent at this pause: close now, or wait on."""
@@ -334,7 +322,7 @@ class VadStage(Stage):
         else:
             self.log.info("end_of_stream", source=frame.source, utterances=self._closed)
             self._eos = True
-            self._spool.put(EOS_KEY, b"")
+            self.delivery.spool.put(EOS_KEY, b"")
         out = self._emit(closed)
         self._offset.commit_seq(frame.seq + 1)  # everything up to the break is in a closed utterance
         return out + self._maybe_drained()
@@ -351,42 +339,21 @@ class VadStage(Stage):
             utt = frames.Utterance(utt_id, seg.start_sample / self.rate, seg.end_sample / self.rate, time.time(),
                                    self.rate, seg.pcm.tobytes(), speculated_samples=speculated,
                                    end_seq=self._last_audio_seq)
-            self._spool.put(utt.utt_id, frames.to_bytes(utt, self.name))  # before anything says it exists
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
                           reason=seg.reason, silence_ms=round(seg.silence_samples * 1000 / self.rate))
-            self._pending[utt.utt_id] = Pending(utt)
-            out += self._send(self._pending[utt.utt_id])
-        metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
+            out += self.delivery.add(utt)
         return out
 
-    def _send(self, pending: Pending) -> list[Output]:
-        if self._active is None or self._active not in self.outputs:
-            return []  # no worker is ready yet: it stays pending until the first Route
-        if pending.sent_epoch >= 0:
-            metrics.UTTERANCES_RESENT.labels(self.name).inc()
-        pending.sent_ns, pending.sent_epoch, pending.left = self._clock(), self._epoch, False
-        return [(self._active, pending.utterance)]
-
     def sent(self, port: str, frame: frames.Frame) -> None:
-        """A final handed to ZeroMQ; one the runner had to drop (no worker connected) is sent again
-        at the next tick instead of waiting for a route change or resend_after_s."""
-        if (isinstance(frame, frames.Utterance) and not (frame.is_partial or frame.speculative)
-                and frame.utt_id in self._pending):
-            self._pending[frame.utt_id].left = True
+        self.delivery.sent(frame)
 
     def _on_ack(self, utt_id: str) -> list[Output]:
-        if self._pending.pop(utt_id, None) is not None:
-            self._spool.remove(utt_id)
-            metrics.QUEUE_DEPTH.labels(self.name).set(len(self._pending))
+        self.delivery.ack(utt_id)
         return self._maybe_drained()
 
     def _on_route(self, route: frames.Route) -> list[Output]:
-        if route.epoch == self._epoch and route.active == self._active:
-            return []
-        self.log.info("route_changed", active=route.active, epoch=route.epoch, pending=len(self._pending))
-        self._active, self._epoch = route.active, route.epoch
-        return [out for p in self._pending.values() for out in self._send(p)]
+        return self.delivery.route(route)
 
     def tick(self, now_ns: int) -> list[Output]:
         """Ask capture for the replay until it starts; send again what never left, and what has
@@ -397,14 +364,10 @@ class VadStage(Stage):
         self._held_at_last_tick = bool(self._held)
         asked += [out for f in gave_up for out in self._check_continuity(f.seq) + self._on_capture(f)]
         limit_s = min(self.cfg.resend_after_s, DRAIN_RESEND_AFTER_S) if self._draining else self.cfg.resend_after_s
-        late = [p for p in self._pending.values()
-                if p.sent_epoch >= 0 and (not p.left or now_ns - p.sent_ns > limit_s * 1e9)]
-        if late:
-            self.log.info("utterances_sent_again", count=len(late), never_left=sum(not p.left for p in late))
-        return asked + [out for p in late for out in self._send(p)] + self._maybe_drained()
+        return asked + self.delivery.resend_late(now_ns, limit_s) + self._maybe_drained()
 
     def _maybe_drained(self) -> list[Output]:
-        if self._eos and not self._pending and not self._drained_sent:
+        if self._eos and not self.delivery.pending and not self._drained_sent:
             self._drained_sent = True
             return [(CONTROL, frames.Drained(self._closed))]
         return []
@@ -414,7 +377,7 @@ class VadStage(Stage):
         return self._emit(self._segmenter.flush())
 
     def drained(self) -> bool:
-        return not self._pending
+        return not self.delivery.pending
 
 
 def make_stage(cfg: PipelineConfig, args) -> VadStage:

@@ -29,11 +29,11 @@ def test_a_spool_that_cannot_be_written_is_counted_and_the_utterance_still_goes(
     shutil.rmtree(spool)
     spool.write_text("not a directory")  # every write into it now fails (ENOTDIR / EEXIST)
     sent = finals(play(driver, 50))
-    assert len(sent) == 1 and sent[0].utt_id in stage._pending  # sent, and held in memory until acknowledged
-    assert stage._spool.health.failing
+    assert len(sent) == 1 and sent[0].utt_id in stage.delivery.pending  # sent, and held in memory until acknowledged
+    assert stage.delivery.spool.health.failing
     spool.unlink()  # the disk is back: the next write makes the directory again
     sent = finals(play(driver, 50, first_seq=51))
-    assert (spool / f"{sent[0].utt_id}.msgpack").exists() and not stage._spool.health.failing
+    assert (spool / f"{sent[0].utt_id}.msgpack").exists() and not stage.delivery.spool.health.failing
 
 
 def test_a_deleted_spool_directory_is_made_again(tmp_path):
@@ -65,10 +65,10 @@ def test_a_full_disk_under_the_run_dir_loses_no_utterance(full_disk):
     run_dir, free = full_disk
     driver, stage = vad(run_dir, SPEECH_THEN_SILENCE * 2)
     sent = finals(play(driver, 50))
-    assert len(sent) == 1 and sent[0].utt_id in stage._pending and stage._spool.health.failing
+    assert len(sent) == 1 and sent[0].utt_id in stage.delivery.pending and stage.delivery.spool.health.failing
     free()
     sent += finals(play(driver, 50, first_seq=51))
-    assert not stage._spool.health.failing
+    assert not stage.delivery.spool.health.failing
     assert (topology.vad_spool(run_dir) / f"{sent[1].utt_id}.msgpack").exists()
 
 
@@ -79,7 +79,7 @@ def test_a_truncated_spool_entry_is_dropped_and_the_others_are_sent_again(tmp_pa
     damaged.write_bytes(damaged.read_bytes()[:40])  # a torn write, or a bad disk
     again, restarted = vad(tmp_path, [])  # a replacement VAD reads the spool
     assert [f.utt_id for f in finals(again.outputs)] == [second.utt_id]
-    assert not damaged.exists() and list(restarted._pending) == [second.utt_id]
+    assert not damaged.exists() and list(restarted.delivery.pending) == [second.utt_id]
 
 
 def test_a_truncated_cursor_means_a_fresh_start_not_a_crash(tmp_path):
