@@ -48,7 +48,7 @@ class Supervisor:
         self.check = check
         self.log = get_logger()
         self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
-        self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in self._stage_names()}
+        self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in topology.active_stages(self.cfg)}
         self.spares = {name: StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
                        for name in cfg.supervisor.spares if name in self.procs}
         self.spare_failures = {name: 0 for name in self.spares}
@@ -61,10 +61,6 @@ class Supervisor:
         self.exit_code = ExitCode.CLEAN
         self.env = child_env(str(run_dir / "prom"))
         self.metrics = None  # pipeline.metrics, imported by prepare_metrics()
-
-    def _stage_names(self) -> list[str]:
-        workers = topology.enabled_workers(self.cfg)
-        return [s for s in topology.STAGES if s not in topology.WORKERS or s in workers]
 
     def _argv(self, name: str, transcript_view: str | None) -> list[str]:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
@@ -262,7 +258,10 @@ class Supervisor:
                 p.healthy for n, p in self.procs.items() if n not in topology.WORKERS):
             return
         self._announced = True
-        heard = f"playing {self.cfg.audio.source}" if self.cfg.audio.source else "listening to the microphone"
+        audio, wyoming = self.cfg.audio, self.cfg.servers.wyoming
+        heard = [f"playing {audio.source}" if audio.source else "listening to the microphone"] if audio.captures else []
+        heard += [f"serving Wyoming on {wyoming.uri}"] if wyoming else []
+        heard = " and ".join(heard) or "running with no input (audio.device: none, no servers)"
         print(f"LUXA is {heard}, transcribing with {self.active} (language {self.cfg.transcribe.language}). "
               "Ctrl-C stops.", file=sys.stderr, flush=True)
 
@@ -327,11 +326,12 @@ class Supervisor:
             send(self.down, frames.Route(self.active, self.epoch), "supervisor", 0)
 
     def _shutdown(self) -> None:
-        """Capture first, then VAD (which finishes the utterance in flight), then the rest."""
+        """Front doors first (capture, Wyoming), then VAD (which finishes the utterance in flight), then the rest."""
         grace = self.sup.graceful_timeout_s
-        stop_all([p for n, p in self.procs.items() if n == "capture"], grace)
+        stop_all([p for n, p in self.procs.items() if n in topology.FRONT_DOORS], grace)
         stop_all([p for n, p in self.procs.items() if n == "vad"], self.sup.drain_timeout_s + grace)
-        stop_all([p for n, p in self.procs.items() if n not in ("capture", "vad")] + list(self.spares.values()), grace)
+        stop_all([p for n, p in self.procs.items() if n not in (*topology.FRONT_DOORS, "vad")]
+                 + list(self.spares.values()), grace)
         for proc in [*self.procs.values(), *self.spares.values()]:
             if proc.pid:
                 self.metrics.mark_dead(proc.pid)

@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from pipeline.config_exposure import EndpointsConfig, ServersConfig, Strict as _Strict
 from pipeline.exitcodes import ExitCode
 
 SILERO_RATES_HZ = (8000, 16000)
 FAULTS_ALLOWED_ENV = "LUXA_ALLOW_FAULT_INJECTION"
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AudioConfig(_Strict):
@@ -33,7 +31,8 @@ class AudioConfig(_Strict):
     frame_ms: int = Field(32, gt=0)
     """Length of one AudioChunk (ms); 32 ms = one Silero window at 16 kHz."""
     device: str | int | None = None
-    """Input device name or index for live capture; None = the system default."""
+    """Input device name or index for live capture; None = the system default; `none` = no capture
+    stage at all (a server without a microphone serves only its front doors, `servers:`)."""
     source: str | None = None
     """Audio file or folder to play instead of the microphone."""
     pace: Literal["realtime", "fast"] = "realtime"
@@ -56,7 +55,14 @@ class AudioConfig(_Strict):
     def _silero_rate(self) -> AudioConfig:
         if self.sample_rate_hz not in SILERO_RATES_HZ:
             raise ValueError(f"sample_rate_hz must be one of {SILERO_RATES_HZ} (Silero VAD)")
+        if self.device == "none" and self.source is not None:
+            raise ValueError("device: none starts no capture stage, so a source would never be read: keep one")
         return self
+
+    @property
+    def captures(self) -> bool:
+        """Whether the pipeline runs a capture stage (`device: none` runs none)."""
+        return self.device != "none"
 
 
 class VadConfig(_Strict):
@@ -246,7 +252,7 @@ class SupervisorConfig(_Strict):
     graceful_timeout_s: float = Field(10.0, gt=0)
     drain_timeout_s: float = Field(30.0, gt=0)
     max_rss_mb: dict[str, int] = Field(default_factory=lambda: {
-        "capture": 512, "vad": 512, "sink": 512, "transcribe_cpu": 3072, "transcribe_gpu": 6144})
+        "capture": 512, "vad": 512, "sink": 512, "wyoming": 512, "transcribe_cpu": 3072, "transcribe_gpu": 6144})
     """Resident memory each stage may use (MiB); above it the stage is replaced like a crashed one,
     so a leak cannot take the machine down. Measured use: capture ~80, VAD ~100, sink ~45, CPU worker
     with `base` ~370 (CUDA libraries make a GPU worker's RSS much larger)."""
@@ -258,53 +264,6 @@ class SupervisorConfig(_Strict):
     (a worker: 2-4 s). Costs one more process each (RSS as listed above; a GPU spare holds a
     second copy of the model in VRAM). Spares start once the pipeline serves (every stage READY, a
     worker routed), and only behind a healthy process."""
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def _is_loopback_tcp(endpoint: str) -> bool:
-    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
-class CurveConfig(_Strict):
-    """ZeroMQ CURVE for the public transcripts socket; files made by `python -m pipeline.keys DIR`."""
-    server_secret_key: str
-    """The sink's certificate with its secret key (`server.key_secret`)."""
-    authorized_clients_dir: str
-    """Public certificates (`*.key`) of the clients allowed to subscribe; anyone else is refused."""
-
-    @model_validator(mode="after")
-    def _files_exist(self) -> CurveConfig:
-        if not Path(self.server_secret_key).expanduser().is_file():
-            raise ValueError(f"server_secret_key {self.server_secret_key!r} is not a file (python -m pipeline.keys DIR)")
-        if not Path(self.authorized_clients_dir).expanduser().is_dir():
-            raise ValueError(f"authorized_clients_dir {self.authorized_clients_dir!r} is not a directory")
-        return self
-
-
-class EndpointsConfig(_Strict):
-    """`endpoints:` the public transcripts socket and who may connect to it."""
-    transcripts: str | None = None
-    """Public PUB socket of the sink; None = ipc://<run_dir>/transcripts.sock. A tcp:// port `*` lets
-    ZeroMQ pick a free one, logged as `socket_bound`."""
-    curve: CurveConfig | None = None
-    """Required to listen on anything but ipc:// or loopback tcp://; optional (and honoured) there."""
-    subscriber_join_ms: int = Field(300, ge=0)
-    """After (re)starting, the sink waits this long before publishing, so subscribers that were
-    connected to its predecessor are back (ZeroMQ reconnects every 100 ms by default); what a
-    PUB socket sends before they are back is lost to them."""
-
-    @model_validator(mode="after")
-    def _private_by_default(self) -> EndpointsConfig:
-        # Transcripts are what people said at home: nothing listens beyond this machine unless
-        # every subscriber must prove it holds an authorized key (ZeroMQ CURVE).
-        t = self.transcripts
-        if t and not (t.startswith("ipc://") or (t.startswith("tcp://") and _is_loopback_tcp(t))) and not self.curve:
-            raise ValueError(f"transcripts endpoint {t!r} is not ipc:// or loopback tcp://; listening on other "
-                             "addresses needs CURVE authentication: set endpoints.curve (python -m pipeline.keys DIR)")
-        return self
 
 
 class LoggingConfig(_Strict):
@@ -334,6 +293,7 @@ class PipelineConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     endpoints: EndpointsConfig = EndpointsConfig()
+    servers: ServersConfig = ServersConfig()
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
 

@@ -68,6 +68,7 @@ class Utterance:
     speculative: bool = False  # speech just paused: decode as a final, keep the answer, publish nothing
     speculated_samples: int = 0  # on a final: only silence followed the speculative copy of this length
     end_seq: int = 0           # the capture chunk it ends in: a restarted VAD replays from after it
+    language: str = ""         # a front door's request (Wyoming's `transcribe`); "" = transcribe.language
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,12 +57,17 @@ STAGE_FAILED = Gauge("stt_stage_failed", "1 when the supervisor gave up on the s
 ACTIVE_WORKER = Gauge("stt_active_worker", "1 for the worker utterances are routed to", ["worker"], multiprocess_mode="livemax")
 FAILOVERS = Counter("stt_worker_switches_total", "Active worker changes", ["from_worker", "to_worker"])
 
+WYOMING_TURNS = Counter("stt_wyoming_turns_total", "Wyoming turns by how they ended", ["outcome"])
+WYOMING_SECONDS = Histogram("stt_wyoming_seconds", "Wyoming audio-stop to transcript sent", buckets=LATENCY_BUCKETS_S)
+WYOMING_CLIENTS = Gauge("stt_wyoming_clients", "Wyoming connections open", multiprocess_mode="livemax")
+
 
 # Closed label sets: known in advance, so every series can exist (at 0) before the first event.
 ERROR_KINDS = ("load", "warmup", "cuda", "inference")  # stt_errors_total{error}; logs carry the exception
 OUTCOMES = ("ok", "non_speech", "partial", "error")    # stt_transcriptions_total{outcome}
+WYOMING_OUTCOMES = ("transcript", "empty", "error", "refused")  # stt_wyoming_turns_total{outcome}
 HANG_REASONS = ("heartbeat_missed", "busy_too_long", "start_timeout", "memory_limit")  # besides exit_N, signal_N
-CLOSE_REASONS = ("silence", "max_silence", "turn_complete", "max_length", "flush")  # stt_utterances_total{reason}
+CLOSE_REASONS = ("silence", "max_silence", "turn_complete", "max_length", "flush", "request")  # stt_utterances_total{reason}
 STATE_STORES = ("vad_spool", "sink_published.ids", "capture_cursor.json", "vad_offset.json")  # stt_state_write_errors_total{store}
 
 
@@ -112,6 +117,9 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
     REPLAYED_FRAMES.labels("capture")
     for store in STATE_STORES:
         STATE_WRITE_ERRORS.labels(store)
+    if "wyoming" in stages:
+        for outcome in WYOMING_OUTCOMES:
+            WYOMING_TURNS.labels(outcome)
 
 
 def mark_dead(pid: int | None) -> None:

@@ -49,6 +49,11 @@ class Stage:
     outputs: dict[str, PortSpec] = {}
     is_source = False
     exhausted = False  # sources: nothing more will be produced
+    wake_fd: int | None = None
+    """Sources fed by a thread of their own (a server's clients): a file descriptor that becomes
+    readable when something is ready. The runner then waits on it with the input sockets and calls
+    `produce(0)` only when it is readable, instead of letting `produce` wait out the heartbeat
+    interval while a frame on an input socket waits behind it."""
     last_seq = 0
     long_calls = True
     """`handle`, `produce` and `tick` may run long (inference): they run in a worker thread, so
@@ -173,6 +178,8 @@ class StageRunner:
         self._port_of = {id(self._sockets[n]): n for n in by_priority}
         self._priority = {id(self._sockets[n]): rank for rank, n in enumerate(by_priority)}
         self._poller = Poller([self._sockets[n] for n in by_priority])
+        if self.stage.wake_fd is not None:
+            self._poller.add_fd(self.stage.wake_fd)
         inputs = list(self.stage.inputs)  # for each input, the more urgent ones that may preempt its calls
         self._more_urgent = {n: [self._sockets[u] for u in inputs[:rank]] for rank, n in enumerate(inputs)}
 
@@ -253,12 +260,17 @@ class StageRunner:
         produce = self.stage.is_source and not self.stage.exhausted and self.state is not StageState.DRAINING
         for name in self.stage.inputs:
             self._poller.enable(self._sockets[name], self.stage.accepts(name))
-        readable = self._poller.readable(0.0 if produce else wait_s)
-        if readable:
-            sock = min(readable, key=lambda s: self._priority[id(s)])
+        wake = self.stage.wake_fd
+        if wake is not None:
+            self._poller.enable(wake, produce)
+        readable = self._poller.readable(0.0 if produce and wake is None else wait_s)
+        woken = wake is not None and wake in readable
+        sockets = [s for s in readable if not isinstance(s, int)]
+        if sockets:
+            sock = min(sockets, key=lambda s: self._priority[id(s)])
             self._dispatch(self._port_of[id(sock)], recv_parts(sock))
-        if produce:
-            self._outbox.extend(self._stage_call(self.stage.produce, wait_s))
+        if produce and (wake is None or woken):
+            self._outbox.extend(self._stage_call(self.stage.produce, 0.0 if woken else wait_s))
 
     def _dispatch(self, port: str, parts: list[bytes]) -> None:
         if self._recorder:

@@ -37,7 +37,9 @@ class TestModeCheck:
         self.transcripts: list[frames.Transcript] = []
 
     def add(self, transcript: frames.Transcript) -> None:
-        self.transcripts.append(transcript)
+        """Each utterance once: the sink repeats a final on its private socket for a duplicate."""
+        if all(t.utt_id != transcript.utt_id for t in self.transcripts):
+            self.transcripts.append(transcript)
 
     def report(self) -> dict:
         text = " ".join(t.text for t in self.transcripts)

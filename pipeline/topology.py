@@ -5,7 +5,7 @@
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
     transcribe_* --PUSH/PULL hints (is the sentence over?)--> vad
     wyoming --PUSH/PULL requests (a client's whole turn, and speculative copies)--> vad
-    sink --PUB events (private: `ack`, and `transcript` for test mode)--> vad, supervisor
+    sink --PUB events (private: `ack`, and each final)--> vad, wyoming, supervisor (test mode)
     every stage --PUB control_up--> supervisor
     supervisor --PUB control_down (route, stop, activate a spare)--> stages
 
@@ -21,7 +21,8 @@ from pipeline.config import PipelineConfig
 from pipeline.transport import PortSpec, ipc_endpoint
 
 WORKERS = ("transcribe_gpu", "transcribe_cpu")  # routing preference, best first
-STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "capture")  # start order: consumers first
+STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming", "capture")  # start order: consumers first
+FRONT_DOORS = ("capture", "wyoming")  # where work comes in: stopped first, so the VAD can drain what they sent
 
 
 def audio(run_dir: Path) -> str:
@@ -101,3 +102,11 @@ def worker_config(cfg: PipelineConfig, worker: str):
 
 def enabled_workers(cfg: PipelineConfig) -> list[str]:
     return [w for w in WORKERS if worker_config(cfg, w).enabled]
+
+
+def active_stages(cfg: PipelineConfig) -> list[str]:
+    """The stages this configuration runs, in start order: the enabled workers, capture unless
+    `audio.device: none`, the Wyoming server when `servers.wyoming` is set."""
+    wanted = {"capture": cfg.audio.captures, "wyoming": cfg.servers.wyoming is not None}
+    workers = enabled_workers(cfg)
+    return [s for s in STAGES if (s in workers if s in WORKERS else wanted.get(s, True))]

@@ -165,7 +165,11 @@ class Poller:
         for sock in sockets:
             self._poller.register(sock, zmq.POLLIN)
 
-    def enable(self, sock: zmq.Socket, enabled: bool) -> None:
+    def add_fd(self, fd: int) -> None:
+        """A plain file descriptor (a pipe's read end): `readable` returns it as the int."""
+        self._poller.register(fd, zmq.POLLIN)
+
+    def enable(self, sock: zmq.Socket | int, enabled: bool) -> None:
         """A disabled socket is not polled: its messages wait in ZeroMQ's queue (and then the peer's)."""
         if enabled == (id(sock) not in self._disabled):
             return  # called every pass: touch the poller only when the answer changes

@@ -61,7 +61,9 @@ class SinkStage(Stage):
         if frame.utt_id in self._seen:
             metrics.DUPLICATES.labels(self.name).inc()
             self.log.info("duplicate_dropped", utt_id=frame.utt_id, worker=frame.worker)
-            return [ack]
+            # Not published again; repeated on the private socket, for a front door that missed the
+            # first copy (it re-sent its turn) and would otherwise take the ack alone for non-speech.
+            return [("internal", frame), ack] if frame.is_speech else [ack]
         if not frame.is_speech:
             metrics.NON_SPEECH.labels(self.name).inc()
             self.log.info("non_speech_dropped", utt_id=frame.utt_id)

@@ -129,7 +129,7 @@ class TranscribeStage(Stage):
         return self._decode(frame), False
 
     def _decode(self, frame: frames.Utterance, partial: bool = False) -> Result:
-        return self.engine.transcribe(self._samples(frame), partial=partial)
+        return self.engine.transcribe(self._samples(frame), language=frame.language or None, partial=partial)
 
     def _samples(self, frame: frames.Utterance) -> np.ndarray:
         try:

@@ -73,10 +73,12 @@ def test_transcriber_replays_a_recorded_french_utterance(tmp_path, update_golden
 def test_sink_publishes_once_acks_every_result_and_survives_a_malformed_frame(tmp_path, update_golden):
     out, stderr = run_stage("sink", RECORDINGS / "issue2_sink_in.msgpack", tmp_path / "out.msgpack")
     rows = [summarise(p, f) for p, f in out]
-    # The transcript goes out publicly and (for test mode) privately; every result is acknowledged
-    # privately, the duplicate and the non-speech one included.
+    # The transcript goes out publicly and privately (test mode, front doors); every result is
+    # acknowledged privately, the duplicate and the non-speech one included; the duplicate is
+    # repeated privately only (a front door that re-sent its turn waits for it).
     assert [(r["port"], r["kind"]) for r in rows] == [("public", "transcript"), ("internal", "transcript"),
-                                                      ("internal", "ack"), ("internal", "ack"), ("internal", "ack")]
+                                                      ("internal", "ack"), ("internal", "transcript"),
+                                                      ("internal", "ack"), ("internal", "ack")]
     assert '"event": "frame_malformed"' in stderr and "not msgpack" in stderr
     assert '"event": "duplicate_dropped"' in stderr
     check_golden("issue2_sink_out", rows, update_golden)

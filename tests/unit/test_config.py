@@ -30,6 +30,11 @@ def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
     ({"endpoints": {"transcripts": "tcp://0.0.0.0:5555"}}, "needs CURVE authentication: set endpoints.curve"),
     ({"endpoints": {"transcripts": "tcp://192.168.1.5:5555"}}, "needs CURVE authentication: set endpoints.curve"),
     ({"metrics": {"host": "0.0.0.0"}}, "metrics.host: Input should be '127.0.0.1'"),
+    ({"servers": {"wyoming": "tcp://0.0.0.0:10300"}}, "Wyoming has no authentication: list the clients allowed"),
+    ({"servers": {"wyoming": {"uri": "tcp://192.168.1.5:10300", "allowed_clients": ["kitchen"]}}},
+     "'kitchen' is not an IP address or network"),
+    ({"servers": {"wyoming": "http://127.0.0.1:10300"}}, "is not tcp://HOST:PORT or unix:///PATH"),
+    ({"audio": {"device": "none", "source": "a.wav"}}, "device: none starts no capture stage"),
 ])
 def test_bad_values_name_the_key_and_the_reason(tmp_path, data, message):
     path = tmp_path / "bad.yaml"
@@ -60,6 +65,29 @@ def test_supervisor_refuses_a_bad_key_before_starting_any_stage(tmp_path):
     assert proc.returncode == 78
     assert "config error: vad.treshold: Extra inputs are not permitted" in proc.stderr
     assert not run_dir.exists()  # nothing was prepared, no stage was spawned
+
+
+def test_supervisor_refuses_a_wyoming_server_open_to_anyone(tmp_path):
+    path = tmp_path / "open.yaml"
+    path.write_text("servers:\n  wyoming: tcp://0.0.0.0:10300\n")
+    proc = subprocess.run([sys.executable, "supervisor.py", "--config", str(path), "--run-dir", str(tmp_path / "run")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78 and "servers.wyoming" in proc.stderr and "allowed_clients" in proc.stderr
+
+
+def test_a_wyoming_allow_list_admits_its_networks_and_loopback_only():
+    wyoming = parse_config({"servers": {"wyoming": {"uri": "tcp://0.0.0.0:10300",
+                                                    "allowed_clients": ["192.168.1.0/24", "10.0.0.7"]}}}).servers.wyoming
+    assert [wyoming.allows(a) for a in ("192.168.1.40", "10.0.0.7", "127.0.0.1", "::1")] == [True] * 4
+    assert [wyoming.allows(a) for a in ("192.168.2.1", "10.0.0.8", "not-an-ip")] == [False] * 3
+
+
+def test_stages_follow_the_configuration():
+    from pipeline.topology import active_stages
+
+    assert active_stages(PipelineConfig()) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "capture"]
+    doors = parse_config({"audio": {"device": "none"}, "servers": {"wyoming": "tcp://127.0.0.1:10300"}})
+    assert active_stages(doors) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming"]
 
 
 def test_loopback_tcp_and_ipc_endpoints_are_accepted():
