@@ -4,6 +4,8 @@ silence), so that at `audio-stop` the transcript is usually decoded already.
 
 Home Assistant ends a turn with its own VAD, after a second or so of silence: a copy sent at the
 first pause is decoded during that silence; if speech comes back, the next pause sends another.
+A client that sends a recording faster than real time gets no copies: its audio-stop follows at
+once, and a copy of a mid-sentence pause would only hold the worker while the final waits.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ class TurnAudio:
         self._silence = 0  # samples of non-speech since the last speech window
         self.speculated = 0  # length of the copy sent at this pause; 0 = none, or speech came back since
 
-    def add(self, pcm: bytes) -> bool:
-        """Append one chunk; True when a speculative copy of the turn so far should go now."""
+    def add(self, pcm: bytes, judge: bool = True) -> bool:
+        """Append one chunk; True when a speculative copy of the turn so far should go now.
+        `judge=False`: no Silero on it yet (a client sending faster than real time, see
+        `WyomingClient`); the next judged chunk catches up on everything not judged."""
         frame = self.width * self.channels
         if len(pcm) % frame:
             raise TurnAudioError("audio_format", f"a chunk of {len(pcm)} bytes is not whole {frame}-byte frames")
@@ -73,7 +77,7 @@ class TurnAudio:
         if self._resampler is not None:
             mono = self._resampler.resample_chunk(mono)
         self._append(mono)
-        return self._judge()
+        return self._judge() if judge else False
 
     def finish(self) -> np.ndarray:
         """`audio-stop`: the whole turn at 16 kHz (the resampler's tail included)."""

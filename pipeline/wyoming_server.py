@@ -38,6 +38,7 @@ from pipeline.wyoming_audio import TurnAudio, TurnAudioError
 
 MAX_HEADER_BYTES = 64 * 1024     # the JSON line, and the extra `data` block
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # one audio-chunk: 4 MiB is ~10 s of 48 kHz stereo 32-bit
+PACED_SHARE = 0.5  # a client that took at least this share of the audio's length to send it streams live
 RESEND_AFTER_S = 10.0            # a turn not answered by then goes to the VAD again (it was lost with a dead VAD)
 ANSWER_TIMEOUT_S = 120.0         # then the client gets an `error` (the supervisor's max_busy_s)
 
@@ -106,6 +107,7 @@ class Turn:
     language: str
     audio: TurnAudio | None = None
     utt_id: str = ""
+    started: float = 0.0  # monotonic s of audio-start
     failed: bool = False  # answered with `error`: its remaining chunks and its audio-stop are ignored
 
 
@@ -208,7 +210,7 @@ class WyomingClient(AsyncEventHandler):
             self._vad.reset()
         self.turn.audio = TurnAudio(start.rate, start.width, start.channels, self.door.cfg.max_audio_s,
                                     self._vad, self.door.threshold, self.door.speculate_after_ms)
-        self.turn.utt_id = self.door.mint_id()
+        self.turn.utt_id, self.turn.started = self.door.mint_id(), time.monotonic()
 
     def _on_chunk(self, chunk: AudioChunk) -> None:
         if self.turn.failed:
@@ -218,7 +220,9 @@ class WyomingClient(AsyncEventHandler):
         audio = self.turn.audio
         if (chunk.rate, chunk.width, chunk.channels) != (audio.rate, audio.width, audio.channels):
             raise TurnAudioError("audio_format", "an audio-chunk's format differs from its audio-start's")
-        if audio.add(chunk.audio or b""):
+        # Speculate (and run Silero) only for a client streaming at about real-time pace.
+        live = time.monotonic() - self.turn.started >= PACED_SHARE * audio.samples / TARGET_RATE_HZ
+        if audio.add(chunk.audio or b"", judge=live):
             self.door.send(self._utterance(audio.so_far(), speculative=True))
 
     async def _on_audio_stop(self) -> None:
