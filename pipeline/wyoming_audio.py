@@ -23,7 +23,7 @@ WINDOW = WINDOW_SAMPLES[TARGET_RATE_HZ]
 
 
 class TurnAudioError(ValueError):
-    """Audio a client sent that the pipeline cannot take; `reason` is a metric label."""
+    """A turn the pipeline cannot take (its audio format, length or language); `reason` is a metric label."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

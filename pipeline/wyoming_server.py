@@ -36,6 +36,7 @@ from pipeline.config_exposure import WyomingConfig
 from pipeline.logs import get_logger
 from pipeline.wyoming_audio import TurnAudio, TurnAudioError
 
+ID_PREFIX = "wy"  # the VAD's own ids are hex: a front door's are told apart by this
 MAX_HEADER_BYTES = 64 * 1024     # the JSON line, and the extra `data` block
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # one audio-chunk: 4 MiB is ~10 s of 48 kHz stereo 32-bit
 PACED_SHARE = 0.5  # a client that took at least this share of the audio's length to send it streams live
@@ -126,7 +127,7 @@ class WyomingDoor:
 
     def mint_id(self) -> str:
         self._count += 1
-        return f"wy{self._session}-{self._count:06d}"
+        return f"{ID_PREFIX}{self._session}-{self._count:06d}"
 
     def answered(self, frame: frames.Frame) -> None:
         """From the sink: a final for one of our turns, or its ack (no transcript: not speech)."""

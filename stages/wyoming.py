@@ -25,6 +25,7 @@ from pipeline.logs import get_logger
 from pipeline.runner import Output, Stage, StageStartError
 from pipeline.silero import SileroVad
 from pipeline.transport import PortSpec
+from pipeline.wyoming_server import ID_PREFIX, WyomingDoor, asr_info
 
 LISTEN_TIMEOUT_S = 10.0
 
@@ -62,8 +63,6 @@ class WyomingStage(Stage):
         self.log = get_logger()
 
     def preload(self) -> None:
-        from pipeline.wyoming_server import WyomingDoor, asr_info  # wyoming is imported by this stage only
-
         languages = whisper_languages(self.language)
         if all(m.endswith(".en") for m in self.models):
             languages = ["en"]
@@ -91,6 +90,7 @@ class WyomingStage(Stage):
             self._listen_error = f"{type(err).__name__}: {err}"
             self._listening.set()
             return
+        # The bound port (tcp://...:0 lets the system pick one): wyoming keeps the asyncio server private.
         port = server._server.sockets[0].getsockname()[1] if isinstance(server, AsyncTcpServer) else None
         self.log.info("wyoming_listening", uri=self.cfg.uri, port=port)
         self._listening.set()
@@ -118,7 +118,7 @@ class WyomingStage(Stage):
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
         """The sink's final or ack for some utterance: to the server thread, which knows if it is ours."""
-        if isinstance(frame, (frames.Transcript, frames.Ack)) and frame.utt_id.startswith("wy") and self._loop:
+        if isinstance(frame, (frames.Transcript, frames.Ack)) and frame.utt_id.startswith(ID_PREFIX) and self._loop:
             self._loop.call_soon_threadsafe(self._door.answered, frame)
         return []
 

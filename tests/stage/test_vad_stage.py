@@ -243,3 +243,39 @@ def test_while_draining_an_unanswered_utterance_is_sent_again_after_a_few_second
     assert driver.tick(clock.ns) == []
     clock.ns += 2_000_000_000
     assert [(p, f.utt_id) for p, f in driver.tick(clock.ns)] == [("transcribe_cpu", final.utt_id)]
+
+
+def request(utt_id: str, **kind) -> frames.Utterance:
+    """A front door's turn (stages/wyoming.py), 1 s of audio."""
+    return frames.Utterance(utt_id, 0.0, 1.0, 0.0, 16000, np.zeros(16000, dtype=np.float32).tobytes(),
+                            language="fr", **kind)
+
+
+def test_a_front_door_turn_is_spooled_routed_and_sent_again_like_the_vads_own(tmp_path):
+    driver, stage = vad(tmp_path, [])
+    sent = driver.send("requests", request("wyab-000001"))
+    assert [(p, f.utt_id, f.language) for p, f in sent] == [("transcribe_cpu", "wyab-000001", "fr")]
+    assert driver.send("requests", request("wyab-000001")) == []  # sent again by the door: pending already
+    moved = driver.send(CONTROL, frames.Route(active="transcribe_gpu", epoch=2))  # a failover
+    assert [(p, f.utt_id) for p, f in moved] == [("transcribe_gpu", "wyab-000001")]
+    restarted = VadStage(VadConfig(endpoint="silence"), 16000, tmp_path, WORKERS, prob_fn=ScriptedVad([]))
+    after = StageDriver(restarted).send(CONTROL, frames.Route(active="transcribe_cpu", epoch=3))
+    assert [f.utt_id for _, f in after] == ["wyab-000001"]  # the spool kept it across a VAD crash
+    driver.send("acks", frames.Ack("wyab-000001"))
+    assert not stage.delivery.pending
+
+
+def test_a_front_doors_copies_go_straight_to_the_routed_worker(tmp_path):
+    driver, stage = vad(tmp_path, [])
+    spec = driver.send("requests", request("wyab-000002", speculative=True))
+    partial = driver.send("requests", request("wyab-000002", is_partial=True))
+    assert [p for p, _ in spec + partial] == ["transcribe_cpu", "partial_transcribe_cpu"]
+    assert not stage.delivery.pending  # copies are never held: the final is
+
+
+def test_front_door_turns_wait_when_max_pending_are_held(tmp_path):
+    driver, stage = vad(tmp_path, [], max_pending=1)
+    driver.send("requests", request("wyab-000003"))
+    assert not stage.accepts("requests") and not stage.accepts("audio")
+    driver.send("acks", frames.Ack("wyab-000003"))
+    assert stage.accepts("requests")
