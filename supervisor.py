@@ -66,7 +66,8 @@ class Supervisor:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
         if name in topology.WORKERS:
             return stage_command("transcribe", "--worker", name, *snapshot)
-        return stage_command(name, *snapshot, *(["--print", transcript_view] if name == "sink" and transcript_view else []))
+        return stage_command(topology.MODULES.get(name, name), *snapshot,
+                             *(["--print", transcript_view] if name == "sink" and transcript_view else []))
 
     def _declare_series(self) -> None:
         """Every series known in advance, at 0 before /ready can answer 200 (see metrics.py)."""
@@ -261,6 +262,7 @@ class Supervisor:
         audio, wyoming = self.cfg.audio, self.cfg.servers.wyoming
         heard = [f"playing {audio.source}" if audio.source else "listening to the microphone"] if audio.captures else []
         heard += [f"serving Wyoming on {wyoming.uri}"] if wyoming else []
+        heard += [f"serving the OpenAI API on {self.cfg.servers.openai.url}"] if self.cfg.servers.openai else []
         heard = " and ".join(heard) or "running with no input (audio.device: none, no servers)"
         print(f"LUXA is {heard}, transcribing with {self.active} (language {self.cfg.transcribe.language}). "
               "Ctrl-C stops.", file=sys.stderr, flush=True)

@@ -252,7 +252,7 @@ class SupervisorConfig(_Strict):
     graceful_timeout_s: float = Field(10.0, gt=0)
     drain_timeout_s: float = Field(30.0, gt=0)
     max_rss_mb: dict[str, int] = Field(default_factory=lambda: {
-        "capture": 512, "vad": 512, "sink": 512, "wyoming": 512, "transcribe_cpu": 3072, "transcribe_gpu": 6144})
+        "capture": 512, "vad": 512, "sink": 512, "wyoming": 512, "openai": 512, "transcribe_cpu": 3072, "transcribe_gpu": 6144})
     """Resident memory each stage may use (MiB); above it the stage is replaced like a crashed one,
     so a leak cannot take the machine down. Measured use: capture ~80, VAD ~100, sink ~45, CPU worker
     with `base` ~370 (CUDA libraries make a GPU worker's RSS much larger)."""

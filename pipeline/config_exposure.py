@@ -1,9 +1,9 @@
 """What listens beyond the pipeline, and who may connect: the public transcripts socket and the
-front doors (Wyoming). Part of the one config tree (pipeline/config.py).
+front doors (Wyoming, the OpenAI API). Part of the one config tree (pipeline/config.py).
 
 Loopback by default. Anything that listens on another address must say who may connect (CURVE keys
-for ZeroMQ, an allow-list of client addresses for Wyoming, which has no authentication); otherwise
-the configuration is refused and the supervisor exits 78.
+for ZeroMQ, an allow-list of client addresses for Wyoming, which has no authentication, an API key
+for HTTP); otherwise the configuration is refused and the supervisor exits 78.
 """
 
 from __future__ import annotations
@@ -122,12 +122,57 @@ class WyomingConfig(Strict):
         return ip.is_loopback or any(ip in ipaddress.ip_network(c, strict=False) for c in self.allowed_clients)
 
 
+class OpenAIConfig(Strict):
+    """`servers.openai:` an OpenAI-compatible transcription endpoint (stages/openai_api.py)."""
+    url: str
+    """`http://HOST:PORT` (no TLS: put a reverse proxy in front for https)."""
+    api_key: str | None = None
+    """Clients must send `Authorization: Bearer <api_key>` (what OpenAI clients do with their key).
+    Required when `url` listens on anything but loopback; honoured on loopback too."""
+    max_upload_mb: float = Field(25.0, gt=0, le=1024)
+    """Largest request body (OpenAI's own limit is 25 MB); larger ones get 413 without being read."""
+    max_audio_s: float = Field(60.0, gt=0, le=600)
+    """Longest audio a request may hold; longer gets 400 (`audio_too_long`)."""
+    max_clients: int = Field(8, gt=0)
+    """Requests served at once; more get 429."""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        parsed = urlparse(url)
+        if parsed.scheme != "http" or not parsed.hostname or parsed.port is None or parsed.path not in ("", "/"):
+            raise ValueError(f"{url!r} is not http://HOST:PORT")
+        return url
+
+    @model_validator(mode="after")
+    def _key_beyond_loopback(self) -> OpenAIConfig:
+        if not is_loopback_host(urlparse(self.url).hostname) and not self.api_key:
+            raise ValueError(f"{self.url!r} listens beyond loopback: set servers.openai.api_key, which clients "
+                             "send as `Authorization: Bearer`")
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise ValueError("servers.openai.api_key must be at least 16 characters (python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parsed = urlparse(self.url)
+        return parsed.hostname, parsed.port
+
+
 class ServersConfig(Strict):
     """`servers:` front doors besides LUXA's own `transcript` topic; each is off (null) by default."""
     wyoming: WyomingConfig | None = None
     """A URI string is short for `{uri: ...}`."""
+    openai: OpenAIConfig | None = None
+    """A URL string is short for `{url: ...}`."""
 
     @field_validator("wyoming", mode="before")
     @classmethod
     def _uri_alone(cls, value):
         return {"uri": value} if isinstance(value, str) else value
+
+    @field_validator("openai", mode="before")
+    @classmethod
+    def _url_alone(cls, value):
+        return {"url": value} if isinstance(value, str) else value

@@ -59,6 +59,7 @@ FAILOVERS = Counter("stt_worker_switches_total", "Active worker changes", ["from
 
 WYOMING_TURNS = Counter("stt_wyoming_turns_total", "Wyoming turns by how they ended", ["outcome"])
 WYOMING_SECONDS = Histogram("stt_wyoming_seconds", "Wyoming audio-stop to transcript sent", buckets=LATENCY_BUCKETS_S)
+OPENAI_REQUESTS = Counter("stt_openai_requests_total", "OpenAI API requests by HTTP status", ["path", "status"])
 WYOMING_CLIENTS = Gauge("stt_wyoming_clients", "Wyoming connections open", multiprocess_mode="livemax")
 
 

@@ -4,8 +4,8 @@
                                     vad --PUSH partial_<worker> (HWM 1, dropped when busy)--> same worker
     transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
     transcribe_* --PUSH/PULL hints (is the sentence over?)--> vad
-    wyoming --PUSH/PULL requests (a client's whole turn, and speculative copies)--> vad
-    sink --PUB events (private: `ack`, and each final)--> vad, wyoming, supervisor (test mode)
+    wyoming, openai --PUSH/PULL requests (a client's whole turn, and speculative copies)--> vad
+    sink --PUB events (private: `ack`, and each final)--> vad, wyoming, openai, supervisor (test mode)
     every stage --PUB control_up--> supervisor
     supervisor --PUB control_down (route, stop, activate a spare)--> stages
 
@@ -21,8 +21,9 @@ from pipeline.config import PipelineConfig
 from pipeline.transport import PortSpec, ipc_endpoint
 
 WORKERS = ("transcribe_gpu", "transcribe_cpu")  # routing preference, best first
-STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming", "capture")  # start order: consumers first
-FRONT_DOORS = ("capture", "wyoming")  # where work comes in: stopped first, so the VAD can drain what they sent
+STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming", "openai", "capture")  # consumers first
+FRONT_DOORS = ("capture", "wyoming", "openai")
+MODULES = {"openai": "openai_api"}  # stages/<module>.py where it is not the stage's name (`openai` is the client package's)  # where work comes in: stopped first, so the VAD can drain what they sent
 
 
 def audio(run_dir: Path) -> str:
@@ -104,9 +105,16 @@ def enabled_workers(cfg: PipelineConfig) -> list[str]:
     return [w for w in WORKERS if worker_config(cfg, w).enabled]
 
 
+def chain_models(cfg: PipelineConfig) -> list[str]:
+    """Every model the enabled workers' chains may answer with, once each, in chain order."""
+    chains = [worker_config(cfg, w).models for w in enabled_workers(cfg)]
+    return list(dict.fromkeys(m for chain in chains for m in chain))
+
+
 def active_stages(cfg: PipelineConfig) -> list[str]:
     """The stages this configuration runs, in start order: the enabled workers, capture unless
-    `audio.device: none`, the Wyoming server when `servers.wyoming` is set."""
-    wanted = {"capture": cfg.audio.captures, "wyoming": cfg.servers.wyoming is not None}
+    `audio.device: none`, each server of `servers` that is set."""
+    wanted = {"capture": cfg.audio.captures, "wyoming": cfg.servers.wyoming is not None,
+              "openai": cfg.servers.openai is not None}
     workers = enabled_workers(cfg)
     return [s for s in STAGES if (s in workers if s in WORKERS else wanted.get(s, True))]

@@ -1,7 +1,7 @@
 """The Wyoming side of the Wyoming stage: an asyncio server in its own thread, one handler per client.
 
 Each turn (`transcribe`, `audio-start`, `audio-chunk`*, `audio-stop`) becomes one Utterance for the
-VAD's `requests` port (stages/wyoming.py carries it there), so it reaches the same workers as the
+VAD's `requests` port (pipeline/front_door.py carries it there), so it reaches the same workers as the
 microphone: fast path, GPU->CPU failover, breakers, spool and resends. Copies sent at pauses are
 decoded while the client still streams (pipeline/wyoming_audio.py). The answer comes back from
 the sink's private events socket and is written as `transcript`, preceded by the streaming events
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
@@ -33,15 +33,13 @@ from wyoming.server import AsyncEventHandler
 from pipeline import frames, metrics
 from pipeline.audio import TARGET_RATE_HZ
 from pipeline.config_exposure import WyomingConfig
+from pipeline.front_door import FrontDoorStage, NoAnswer
 from pipeline.logs import get_logger
 from pipeline.wyoming_audio import TurnAudio, TurnAudioError
 
-ID_PREFIX = "wy"  # the VAD's own ids are hex: a front door's are told apart by this
 MAX_HEADER_BYTES = 64 * 1024     # the JSON line, and the extra `data` block
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # one audio-chunk: 4 MiB is ~10 s of 48 kHz stereo 32-bit
 PACED_SHARE = 0.5  # a client that took at least this share of the audio's length to send it streams live
-RESEND_AFTER_S = 10.0            # a turn not answered by then goes to the VAD again (it was lost with a dead VAD)
-ANSWER_TIMEOUT_S = 120.0         # then the client gets an `error` (the supervisor's max_busy_s)
 
 
 class ProtocolError(ValueError):
@@ -113,27 +111,17 @@ class Turn:
 
 
 class WyomingDoor:
-    """Server-wide state, on the asyncio thread: ids, the turns waiting for an answer, the clients."""
+    """Server-wide state, on the asyncio thread: the stage it hands turns to, what `describe`
+    answers, the clients connected, and the threads that wait for answers (one per client)."""
 
-    def __init__(self, cfg: WyomingConfig, send: Callable[[frames.Frame], None], info: Info, language: str,
+    def __init__(self, cfg: WyomingConfig, stage: FrontDoorStage, info: Info, language: str,
                  languages: set[str], vad_factory: Callable[[], Callable], threshold: float, speculate_after_ms: int) -> None:
-        self.cfg, self.send, self.info = cfg, send, info
+        self.cfg, self.stage, self.info = cfg, stage, info
         self.language, self.languages = language, languages
         self.vad_factory, self.threshold, self.speculate_after_ms = vad_factory, threshold, speculate_after_ms
-        self.waiting: dict[str, asyncio.Future] = {}
         self.clients = 0
-        self._session, self._count = secrets.token_hex(4), 0  # random: ids outlive this process in the sink's log
+        self.waiters = ThreadPoolExecutor(cfg.max_clients, thread_name_prefix="wyoming-wait")
         self.log = get_logger()
-
-    def mint_id(self) -> str:
-        self._count += 1
-        return f"{ID_PREFIX}{self._session}-{self._count:06d}"
-
-    def answered(self, frame: frames.Frame) -> None:
-        """From the sink: a final for one of our turns, or its ack (no transcript: not speech)."""
-        future = self.waiting.get(frame.utt_id)
-        if future is not None and not future.done():
-            future.set_result(frame if isinstance(frame, frames.Transcript) else None)
 
     def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> WyomingClient:
         return WyomingClient(reader, writer, self)
@@ -211,7 +199,7 @@ class WyomingClient(AsyncEventHandler):
             self._vad.reset()
         self.turn.audio = TurnAudio(start.rate, start.width, start.channels, self.door.cfg.max_audio_s,
                                     self._vad, self.door.threshold, self.door.speculate_after_ms)
-        self.turn.utt_id, self.turn.started = self.door.mint_id(), time.monotonic()
+        self.turn.utt_id, self.turn.started = self.door.stage.mint_id(), time.monotonic()
 
     def _on_chunk(self, chunk: AudioChunk) -> None:
         if self.turn.failed:
@@ -224,7 +212,7 @@ class WyomingClient(AsyncEventHandler):
         # Speculate (and run Silero) only for a client streaming at about real-time pace.
         live = time.monotonic() - self.turn.started >= PACED_SHARE * audio.samples / TARGET_RATE_HZ
         if audio.add(chunk.audio or b"", judge=live):
-            self.door.send(self._utterance(audio.so_far(), speculative=True))
+            self.door.stage.send(self._utterance(audio.so_far(), speculative=True))
 
     async def _on_audio_stop(self) -> None:
         turn, door = self.turn, self.door
@@ -238,28 +226,12 @@ class WyomingClient(AsyncEventHandler):
         speculated = turn.audio.speculated
         final = self._utterance(turn.audio.finish(), speculated_samples=speculated, utt_id=turn.utt_id,
                                 language=turn.language)
-        door.waiting[final.utt_id] = future = asyncio.get_running_loop().create_future()
         try:
-            door.send(final)
-            answer = await self._wait(future, final)
-        finally:
-            door.waiting.pop(final.utt_id, None)
-        if answer is False:
-            await self._error("timeout", f"no transcript within {ANSWER_TIMEOUT_S:g} s")
+            answer = await asyncio.get_running_loop().run_in_executor(door.waiters, door.stage.wait, final)
+        except NoAnswer as err:
+            await self._error("timeout", str(err))
             return
         await self._answer(answer, turn.language, stopped)
-
-    async def _wait(self, future: asyncio.Future, final: frames.Utterance):
-        """The transcript (or None: not speech), sending the turn again while it is not answered;
-        False at ANSWER_TIMEOUT_S."""
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), min(RESEND_AFTER_S, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                self.log.info("wyoming_turn_sent_again", utt_id=final.utt_id)
-                self.door.send(final)
-        return False
 
     def _utterance(self, audio, speculative: bool = False, speculated_samples: int = 0, utt_id: str = "",
                    language: str = "") -> frames.Utterance:

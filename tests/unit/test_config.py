@@ -35,6 +35,9 @@ def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
      "'kitchen' is not an IP address or network"),
     ({"servers": {"wyoming": "http://127.0.0.1:10300"}}, "is not tcp://HOST:PORT or unix:///PATH"),
     ({"audio": {"device": "none", "source": "a.wav"}}, "device: none starts no capture stage"),
+    ({"servers": {"openai": "http://0.0.0.0:8000"}}, "listens beyond loopback: set servers.openai.api_key"),
+    ({"servers": {"openai": {"url": "http://127.0.0.1:8000", "api_key": "short"}}}, "at least 16 characters"),
+    ({"servers": {"openai": "https://127.0.0.1:8000"}}, "is not http://HOST:PORT"),
 ])
 def test_bad_values_name_the_key_and_the_reason(tmp_path, data, message):
     path = tmp_path / "bad.yaml"
@@ -88,6 +91,8 @@ def test_stages_follow_the_configuration():
     assert active_stages(PipelineConfig()) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "capture"]
     doors = parse_config({"audio": {"device": "none"}, "servers": {"wyoming": "tcp://127.0.0.1:10300"}})
     assert active_stages(doors) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming"]
+    api = parse_config({"servers": {"openai": {"url": "http://0.0.0.0:8000", "api_key": "k" * 32}}})
+    assert active_stages(api)[-2:] == ["openai", "capture"]
 
 
 def test_loopback_tcp_and_ipc_endpoints_are_accepted():
