@@ -191,6 +191,8 @@ def fuzz_stages(root: Path, examples: int, only: tuple[str, ...] = FUZZED_STAGES
         try:
             audio = vad.peer(PortSpec("push", topology.audio(vad.run_dir), bind=False))
             rows.append(fuzz_port(vad, "vad", audio, "audio", ("audio_chunk", "capture_gap", "end_of_stream"), examples))
+            requests = vad.peer(PortSpec("push", topology.requests(vad.run_dir), bind=False))  # the front doors'
+            rows.append(fuzz_port(vad, "vad", requests, "requests", ("utterance",), examples))
         finally:
             vad.close()
     if "transcribe" in only:

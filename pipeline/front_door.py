@@ -37,7 +37,7 @@ class FrontDoorStage(Stage):
 
     is_source = True
     long_calls = False  # a hand-over per call: handled inline
-    id_prefix = "fd"    # the VAD's own ids are hex: a front door's are told apart by a prefix outside it
+    id_prefix = "door"  # the VAD's own ids are hex: a front door's start with a letter that is not
 
     def __init__(self, run_dir: Path) -> None:
         self.inputs = {"events": PortSpec("sub", topology.events(run_dir), bind=False,

@@ -16,7 +16,7 @@ AUDIO_FILES = 120
 def test_every_stage_socket_survives_and_counts_hostile_frames(run_dir):
     rows = fuzz_stages(run_dir, FRAMES_PER_SOCKET)
     assert {(r["stage"], r["port"]) for r in rows} == {
-        ("sink", "results"), ("sink", "_control_down"), ("vad", "audio"),
+        ("sink", "results"), ("sink", "_control_down"), ("vad", "audio"), ("vad", "requests"),
         ("transcribe_cpu", "utterances"), ("transcribe_cpu", "partials")}
     for row in rows:
         assert row["same_pid"] and row["handled"] == row["sent"] == FRAMES_PER_SOCKET, row
