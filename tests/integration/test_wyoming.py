@@ -12,6 +12,7 @@ import pytest
 import soundfile
 import soxr
 
+from pipeline.config import FAULTS_ALLOWED_ENV
 from pipeline.harness.pipeline_process import ROOT, pipeline_config
 from pipeline.harness.wyoming_client import describe, pcm16, transcribe
 from pipeline.testmode import keyword_hits
@@ -97,3 +98,18 @@ def test_silence_gets_an_empty_transcript_and_hostile_clients_an_error_without_s
     after = asyncio.run(transcribe(port, pcm16(conf), rate))
     assert keyword_hits(["cette", "conférence", "est", "pleine"], after.text) >= 3
     assert pipeline.stage_pids()["wyoming"] == wyoming_pid
+
+
+def test_a_turn_whose_worker_hangs_is_answered_by_its_replacement(run_dir, start_pipeline, monkeypatch):
+    """The first final-quality model call of the run never returns: the supervisor replaces the
+    worker (busy too long), the VAD sends the turn it holds again, the client gets its text."""
+    monkeypatch.setenv(FAULTS_ALLOWED_ENV, "1")
+    cfg = pipeline_config(run_dir, audio={"device": "none"}, servers={"wyoming": "tcp://127.0.0.1:0"},
+                          transcribe={"gpu": {"enabled": False}, "inject_fault": "hang"}, supervisor={"max_busy_s": 5})
+    pipeline = start_pipeline(cfg)
+    port = pipeline.wait_event("wyoming_listening", timeout_s=120)["port"]
+    conf, rate = speech("fr-conf-full")
+    result = asyncio.run(transcribe(port, pcm16(conf), rate))
+    assert keyword_hits(["cette", "conférence", "est", "pleine"], result.text) >= 3, pipeline.log_tail()
+    assert len(pipeline.find("fault_injected")) == 1
+    assert pipeline.find("stage_hung", stage_name="transcribe_cpu", reason="busy_too_long")
