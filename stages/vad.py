@@ -137,8 +137,9 @@ class VadStage(Stage):
         return []
 
     def _on_request(self, utt: frames.Utterance) -> list[Output]:
-        """A front door's utterance (stages/wyoming.py): routed like the VAD's own. A final is held
-        until acknowledged; a speculative copy or a partial goes to the routed worker as it is."""
+        """A front door's utterance (stages/wyoming.py, stages/openai_api.py): routed like the VAD's
+        own. A final is held until acknowledged; a speculative copy or a partial goes to the routed
+        worker as it is."""
         worker = self.delivery.routed
         if utt.is_partial or utt.speculative:
             return [] if worker is None else [(f"partial_{worker}" if utt.is_partial else worker, utt)]
