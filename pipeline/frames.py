@@ -69,6 +69,7 @@ class Utterance:
     speculated_samples: int = 0  # on a final: only silence followed the speculative copy of this length
     end_seq: int = 0           # the capture chunk it ends in: a restarted VAD replays from after it
     language: str = ""         # a front door's request (Wyoming's `transcribe`); "" = transcribe.language
+    source: str = ""           # who said it: `mic`, `file`, `wyoming:<client address>`, `openai:<client address>`
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class Transcript:
     is_partial: bool = False   # interim text, topic `transcript.partial`, superseded by the final
     start_s: float = 0.0       # where the utterance lies in the capture stream (s)
     end_s: float = 0.0
+    source: str = ""           # copied from the Utterance: which microphone, file or client it came from
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ class OpenAIApi:
                            "unsupported_granularity", "timestamp_granularities[]")
         return Request(fields["file"][0], model, language, response_format)
 
-    def transcribe(self, request: Request) -> tuple[frames.Transcript | None, float]:
+    def transcribe(self, request: Request, client: str = "") -> tuple[frames.Transcript | None, float]:
         try:
             audio = load_audio(request.audio, self.cfg.max_audio_s)
         except AudioTooLongError as err:
@@ -119,7 +119,7 @@ class OpenAIApi:
             raise ApiError(503, "no transcription worker is ready; try again shortly", "not_ready")
         duration = audio.size / TARGET_RATE_HZ
         final = frames.Utterance(self.stage.mint_id(), 0.0, round(duration, 3), time.time(), TARGET_RATE_HZ,
-                                 audio.tobytes(), language=request.language)
+                                 audio.tobytes(), language=request.language, source=f"openai:{client}")
         try:
             return self.stage.wait(final), duration
         except NoAnswer as err:
@@ -227,7 +227,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                            "too_many_requests")
         try:
             request = self.api.parse(self.headers.get("Content-Type", ""), body)
-            transcript, duration = self.api.transcribe(request)
+            transcript, duration = self.api.transcribe(request, self.client_address[0])
         finally:
             self.api.slots.release()
         return render(transcript, request, duration)

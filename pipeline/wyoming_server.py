@@ -237,7 +237,8 @@ class WyomingClient(AsyncEventHandler):
                    language: str = "") -> frames.Utterance:
         return frames.Utterance(utt_id or self.turn.utt_id, 0.0, round(audio.size / TARGET_RATE_HZ, 3), time.time(),
                                 TARGET_RATE_HZ, audio.tobytes(), speculative=speculative,
-                                speculated_samples=speculated_samples, language=language or self.turn.language)
+                                speculated_samples=speculated_samples, language=language or self.turn.language,
+                                source=f"wyoming:{self.peer}")
 
     async def _answer(self, transcript: frames.Transcript | None, language: str, stopped: float) -> None:
         text = transcript.text if transcript is not None else ""

@@ -184,7 +184,7 @@ class TranscribeStage(Stage):
             model_used=result.model_used, device=result.device, worker=self.name,
             audio_duration_s=result.audio_duration_s, processing_time_s=result.processing_time_s, rtf=result.rtf,
             is_speech=result.is_speech, t_closed_wall_s=frame.t_closed_wall_s, is_partial=frame.is_partial,
-            start_s=frame.start_s, end_s=frame.end_s)
+            start_s=frame.start_s, end_s=frame.end_s, source=frame.source)
 
     def _remember(self, transcript: frames.Transcript) -> frames.Transcript:
         self._recent[transcript.utt_id] = transcript
@@ -212,7 +212,7 @@ def _empty(utt: frames.Utterance, worker: str, device: str) -> frames.Transcript
     """Acknowledges an utterance that cannot be transcribed, so it is not sent again forever."""
     return frames.Transcript(utt_id=utt.utt_id, text="", language="", segments=[], model_used="", device=device,
                              worker=worker, audio_duration_s=0.0, processing_time_s=0.0, rtf=0.0, is_speech=False,
-                             t_closed_wall_s=utt.t_closed_wall_s)
+                             t_closed_wall_s=utt.t_closed_wall_s, source=utt.source)
 
 
 def make_stage(cfg: PipelineConfig, args) -> TranscribeStage:

@@ -48,8 +48,9 @@ class VadStage(Stage):
     long_calls = False  # one 32 ms window per frame: handled inline (see Stage.long_calls)
 
     def __init__(self, cfg: VadConfig, sample_rate_hz: int, run_dir: Path, workers: list[str],
-                 prob_fn=None, clock=time.monotonic_ns) -> None:
+                 prob_fn=None, clock=time.monotonic_ns, source: str = "mic") -> None:
         self.cfg = cfg
+        self.source = source  # what the transcripts of this capture say they come from
         self.rate = sample_rate_hz
         self.window = WINDOW_SAMPLES[sample_rate_hz]
         # Acks and turn hints first (the runner serves inputs in this order): they are tiny, a
@@ -251,7 +252,7 @@ class VadStage(Stage):
         self._since_partial = 0
         start_s = seg.open_start / self.rate
         partial = frames.Utterance(self._opened(), start_s, start_s + seg.open_samples / self.rate, time.time(),
-                                   self.rate, seg.open_audio().tobytes(), is_partial=True)
+                                   self.rate, seg.open_audio().tobytes(), is_partial=True, source=self.source)
         return [(f"partial_{self.delivery.routed}", partial)]
 
     def _maybe_speculate(self) -> list[Output]:
@@ -271,7 +272,7 @@ class VadStage(Stage):
         self._judge(None, speculated=True)  # wait for the worker's verdict (up to max_silence_ms)
         start_s = seg.open_start / self.rate
         spec = frames.Utterance(utt_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
-                                audio.tobytes(), speculative=True)
+                                audio.tobytes(), speculative=True, source=self.source)
         return [(self.delivery.routed, spec)]
 
     def _on_turn_hint(self, hint: frames.TurnHint) -> list[Output]:
@@ -339,7 +340,7 @@ class VadStage(Stage):
             self._closed += 1
             utt = frames.Utterance(utt_id, seg.start_sample / self.rate, seg.end_sample / self.rate, time.time(),
                                    self.rate, seg.pcm.tobytes(), speculated_samples=speculated,
-                                   end_seq=self._last_audio_seq)
+                                   end_seq=self._last_audio_seq, source=self.source)
             metrics.UTTERANCES.labels(self.name, seg.reason).inc()
             self.log.info("utterance_closed", utt_id=utt.utt_id, duration_s=round(utt.end_s - utt.start_s, 3),
                           reason=seg.reason, silence_ms=round(seg.silence_samples * 1000 / self.rate))
@@ -383,7 +384,8 @@ class VadStage(Stage):
 
 def make_stage(cfg: PipelineConfig, args) -> VadStage:
     run_dir = cfg.resolved_run_dir()
-    return VadStage(cfg.vad, cfg.audio.sample_rate_hz, run_dir, topology.enabled_workers(cfg))
+    return VadStage(cfg.vad, cfg.audio.sample_rate_hz, run_dir, topology.enabled_workers(cfg),
+                    source="file" if cfg.audio.source else "mic")
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ def test_the_official_client_transcribes_french_in_every_response_format(client)
             body = api.audio.transcriptions.create(model="whisper-1", file=f, response_format=fmt)
         assert body.startswith(head) and keyword_hits(CONF, body) >= 3, (fmt, body)
     assert len(pipeline.find("openai_request_served")) == 6
+    assert {t.source for t in pipeline.subscriber.transcripts()} == {"openai:127.0.0.1"}
 
 
 def test_bad_requests_get_openai_shaped_errors_and_the_stage_goes_on(client):

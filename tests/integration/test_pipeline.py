@@ -59,7 +59,7 @@ def test_test_mode_transcribes_french_through_five_processes_and_survives_garbag
     assert keyword_hits(["maintenant", "ligne", "conférence", "pleine", "occupées", "numéro"], heard) >= 5
     assert [t.text for t in pipeline.subscriber.transcripts()] == [p["text"] for p in printed]
     for t in pipeline.subscriber.transcripts():
-        assert t.language == "fr" and t.model_used == "base" and t.device == "cpu" and t.segments
+        assert t.language == "fr" and t.model_used == "base" and t.device == "cpu" and t.segments and t.source == "file"
         assert 0 < t.rtf < 2 and t.t_published_wall_s >= t.t_closed_wall_s
     # The 1 s pauses end each sentence: its final was decoded during the closing silence.
     assert pipeline.find("utterance_transcribed", speculated=True)

@@ -14,6 +14,7 @@ import soxr
 
 from pipeline.config import FAULTS_ALLOWED_ENV
 from pipeline.harness.pipeline_process import ROOT, pipeline_config
+from pipeline.harness.waiting import wait_until
 from pipeline.harness.wyoming_client import describe, pcm16, transcribe
 from pipeline.testmode import keyword_hits
 
@@ -73,7 +74,10 @@ def test_clients_at_once_get_french_transcripts_with_streaming_events(wyoming):
     # The real-time client paused a second before audio-stop: its answer was decoded in that pause.
     realtime = pipeline.wait_event("utterance_transcribed", speculated=True)
     assert realtime["utt_id"].startswith("wy")
-    assert not pipeline.find("transcript_published", utt_id=None)
+    # Published for the rest of LUXA too, each labelled with where it came from.
+    published = pipeline.subscriber
+    wait_until(lambda: len(published.transcripts()) == 3, 30, what="the three finals at a subscriber")
+    assert {t.source for t in published.transcripts()} == {"wyoming:127.0.0.1"}
 
 
 def test_silence_gets_an_empty_transcript_and_hostile_clients_an_error_without_stopping_the_stage(wyoming):
