@@ -27,6 +27,7 @@ from pipeline.front_door import FrontDoorStage, NoAnswer
 from pipeline.logs import get_logger
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+ROUTES = ("/v1/models", "/v1/audio/transcriptions")  # metric labels: any other path counts as `other`
 ALIAS = "whisper-1"  # what OpenAI clients send by default: the configured chain answers it
 
 
@@ -169,6 +170,7 @@ class ApiHandler(BaseHTTPRequestHandler):
     """One request; every answer is counted by path and status, and logged."""
 
     api: OpenAIApi
+    timeout = 60  # s of silence on the socket before the connection is dropped (a stalled upload holds a thread)
     protocol_version = "HTTP/1.1"
     server_version = "luxa-stt"
 
@@ -199,7 +201,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        metrics.OPENAI_REQUESTS.labels(self.path.split("?")[0][:40], str(status)).inc()
+        route = self.path.split("?")[0].rstrip("/")
+        metrics.OPENAI_REQUESTS.labels(route if route in ROUTES else "other", str(status)).inc()
         if status == 200:
             self.api.log.info("openai_request_served", path=self.path, took_s=round(time.perf_counter() - started, 3))
 
