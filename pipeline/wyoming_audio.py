@@ -59,7 +59,7 @@ class TurnAudio:
         self._resampler = soxr.ResampleStream(rate, TARGET_RATE_HZ, 1, dtype="float32") if rate != TARGET_RATE_HZ else None
         self._parts: list[np.ndarray] = []
         self.samples = 0
-        self._judged = 0  # samples already given to Silero
+        self._unjudged: list[np.ndarray] = []  # audio Silero has not heard yet (less than a window once judged)
         self._speech_prob, self._threshold = speech_prob, threshold
         self._speculate_after = speculate_after_ms * TARGET_RATE_HZ // 1000
         self._speech_seen = False
@@ -99,16 +99,15 @@ class TurnAudio:
         if mono.size:
             self._parts.append(mono)
             self.samples += mono.size
+            self._unjudged.append(mono)
 
     def _judge(self) -> bool:
         """Silero over the new whole windows; due once speech was heard and the pause is long enough."""
-        if self._judged + WINDOW > self.samples:
-            return False
-        audio = np.concatenate(self._parts)
-        self._parts = [audio]
-        while self._judged + WINDOW <= self.samples:
-            window = audio[self._judged:self._judged + WINDOW]
-            self._judged += WINDOW
+        pending = np.concatenate(self._unjudged) if self._unjudged else np.zeros(0, dtype=np.float32)
+        whole = pending.size // WINDOW * WINDOW
+        windows, self._unjudged = pending[:whole], [pending[whole:]]
+        for start in range(0, whole, WINDOW):
+            window = windows[start:start + WINDOW]
             if self._speech_prob(window, TARGET_RATE_HZ) >= self._threshold:
                 self._speech_seen, self._silence, self.speculated = True, 0, 0
             else:
