@@ -33,6 +33,7 @@ from pipeline.harness.lone_stage import LoneStage
 from pipeline.harness.waiting import wait_until
 from pipeline.runner import CONTROL_KINDS
 from pipeline.transport import Poller, PortSpec, recv_parts, send_raw
+from stages.vad import AUDIO_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 _SCALARS = {int: st.one_of(st.integers(-(2**63), 2**64 - 1), st.sampled_from([0, 1, -1, 8000, 16000, 384000])),
@@ -190,7 +191,7 @@ def fuzz_stages(root: Path, examples: int, only: tuple[str, ...] = FUZZED_STAGES
         vad = LoneStage(root / "v", "vad", config={"vad": {"max_pending": 10**6, "partial_interval_ms": 0}})
         try:
             audio = vad.peer(PortSpec("push", topology.audio(vad.run_dir), bind=False))
-            rows.append(fuzz_port(vad, "vad", audio, "audio", ("audio_chunk", "capture_gap", "end_of_stream"), examples))
+            rows.append(fuzz_port(vad, "vad", audio, "audio", AUDIO_KINDS, examples))
             requests = vad.peer(PortSpec("push", topology.requests(vad.run_dir), bind=False))  # the front doors'
             rows.append(fuzz_port(vad, "vad", requests, "requests", ("utterance",), examples))
         finally:

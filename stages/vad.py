@@ -37,6 +37,7 @@ DRAIN_RESEND_AFTER_S = 5.0  # while draining, an utterance without a transcript 
 AUDIO_RCVHWM = 64  # chunks (~2 s) queued in front of the VAD: how far ahead capture can run, what a
                    # capture restart can interleave, and so how far a committed offset can lag
 MAX_HELD = 4 * AUDIO_RCVHWM  # capture frames held while the one before them is missing
+AUDIO_KINDS = ("audio_chunk", "capture_gap", "end_of_stream", "replay_start")  # what capture sends
 
 
 class VadStage(Stage):
@@ -60,7 +61,7 @@ class VadStage(Stage):
             "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",), kinds=("ack",)),
             "hints": PortSpec("pull", topology.hints(run_dir), bind=True, kinds=("turn_hint",)),
             "audio": PortSpec("pull", topology.audio(run_dir), bind=True, hwm=AUDIO_RCVHWM,
-                              kinds=("audio_chunk", "capture_gap", "end_of_stream", "replay_start")),
+                              kinds=AUDIO_KINDS),
             "requests": PortSpec("pull", topology.requests(run_dir), bind=True, kinds=("utterance",)),
         }
         self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
