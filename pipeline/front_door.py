@@ -28,6 +28,16 @@ ANSWER_TIMEOUT_S = 120.0  # then the client gets an error (the supervisor's max_
 ROUTE_STALE_S = 3.5      # the supervisor re-sends the route every second while a worker is routed
 
 
+def model_languages(models: list[str], first: str) -> list[str]:
+    """What the chain can transcribe, the configured language first (`fr`): English alone for
+    English-only models (`tiny.en`), else Whisper's languages."""
+    if all(m.endswith(".en") for m in models):
+        return ["en"]
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # the list faster-whisper itself checks against
+
+    return [first, *(code for code in _LANGUAGE_CODES if code != first)]
+
+
 class NoAnswer(Exception):
     """No transcript within ANSWER_TIMEOUT_S."""
 

@@ -16,10 +16,9 @@ from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig
 from pipeline.config_exposure import OpenAIConfig
 from pipeline.exitcodes import ExitCode
-from pipeline.front_door import FrontDoorStage
+from pipeline.front_door import FrontDoorStage, model_languages
 from pipeline.openai_server import OpenAIApi
 from pipeline.runner import StageStartError
-from stages.wyoming import whisper_languages
 
 
 class OpenAIStage(FrontDoorStage):
@@ -35,7 +34,7 @@ class OpenAIStage(FrontDoorStage):
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        languages = ["en"] if all(m.endswith(".en") for m in self.models) else whisper_languages(self.language)
+        languages = model_languages(self.models, self.language)
         try:
             self._server = OpenAIApi(self.cfg, self, self.models, languages).server()
         except OSError as err:

@@ -17,19 +17,12 @@ from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.config_exposure import WyomingConfig
 from pipeline.exitcodes import ExitCode
-from pipeline.front_door import FrontDoorStage
+from pipeline.front_door import FrontDoorStage, model_languages
 from pipeline.runner import StageStartError
 from pipeline.silero import SileroVad
 from pipeline.wyoming_server import WyomingDoor, asr_info
 
 LISTEN_TIMEOUT_S = 10.0
-
-
-def whisper_languages(first: str) -> list[str]:
-    """Whisper's languages, the configured one first (`fr`)."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES  # the list faster-whisper itself checks against
-
-    return [first, *(code for code in _LANGUAGE_CODES if code != first)]
 
 
 class WyomingStage(FrontDoorStage):
@@ -49,12 +42,10 @@ class WyomingStage(FrontDoorStage):
         self._listen_error: str | None = None
 
     def preload(self) -> None:
-        languages = whisper_languages(self.language)
-        if all(m.endswith(".en") for m in self.models):
-            languages = ["en"]
+        languages = model_languages(self.models, self.language)
         info = asr_info(self.models, languages, _version())
-        self._door = WyomingDoor(self.cfg, self, info, self.language if self.language in languages else languages[0],
-                                 set(languages), SileroVad, self.vad.threshold, self.vad.speculate_after_ms)
+        self._door = WyomingDoor(self.cfg, self, info, languages[0], set(languages), SileroVad, self.vad.threshold,
+                                 self.vad.speculate_after_ms)
         SileroVad()  # fails here, before READY, if silero-vad is missing
 
     def start(self) -> None:
