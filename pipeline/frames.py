@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1  # protocol version, not the package version
 MAX_HEADER_BYTES = 1 << 20
 UTT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # ids become file names and log lines: keep them tame
 MAX_BUFFER_BYTES = 64 << 20  # ~17 min of 16 kHz float32; utterances are capped far below
+MAX_AUDIO_CHUNK_S = 2.0  # an AudioChunk is one 32 ms frame, or a floor-quiet microphone's burst
 
 
 class FrameDecodeError(ValueError):
@@ -27,7 +28,9 @@ class FrameDecodeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
-    """Fixed-size block of 16 kHz mono float32 PCM from capture."""
+    """16 kHz mono float32 PCM from capture: one `audio.frame_ms` frame, or (a microphone below the
+    VAD's silence floor for long, pipeline/quiet_wake.py) the whole frames that piled up in one
+    wait, at most MAX_AUDIO_CHUNK_S: one message instead of sixteen while nothing can happen."""
     KIND: ClassVar[str] = "audio_chunk"
     seq: int
     t_capture_ns: int          # time.monotonic_ns() at capture (same host)

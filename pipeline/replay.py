@@ -4,7 +4,8 @@ Kafka's consumer offset: everything before it is accounted for (in a closed, spo
 silence), so a restarted VAD asks capture to replay from it (capture keeps `audio.replay_s`) and
 rebuilds the utterance that was open when its predecessor died. While an utterance is open the
 offset is the chunk its pre-roll starts in; between utterances, the chunk `pre_roll_ms` back. It
-is written at most every COMMIT_EVERY chunks, and at once after every close (an older offset only
+is written at most every COMMIT_EVERY_SAMPLES of audio (~5 s, however long its chunks: a quiet
+microphone's come in bursts), and at once after every close (an older offset only
 replays more silence: between closes the file is not rewritten twice a second); an utterance spooled
 in the instant before that write carries its own `end_seq`, so the restart also starts after it.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from pipeline.durable import Cursor
 
-COMMIT_EVERY = 160  # chunks (~5 s): a commit is one small atomic file write (~0.3 ms: a rename)
+COMMIT_EVERY_SAMPLES = 160 * 512  # ~5 s at 16 kHz: a commit is one small atomic file write (~0.3 ms: a rename)
 
 
 class ReplayOffset:
@@ -27,7 +28,7 @@ class ReplayOffset:
         self._cursor = Cursor(path)
         self._chunks: deque[tuple[int, int]] = deque(maxlen=max(1, keep_chunks))  # (seq, position after it)
         self._committed: int | None = None
-        self._since_commit = 0
+        self._commit_position = 0  # the segmenter's position at the last commit
         self.awaiting: int | None = None  # the chunk asked for again, until capture's ReplayStart comes
 
     def restore(self, spooled_end_seqs: Iterable[int]) -> int | None:
@@ -41,17 +42,17 @@ class ReplayOffset:
     def seen(self, seq: int, position: int) -> None:
         """Chunk `seq` has been fed to the segmenter, which is now at sample `position`."""
         self._chunks.append((seq, position))
-        self._since_commit += 1
 
     def commit(self, sample: int, now: bool = False) -> None:
         """Everything before segmenter sample `sample` is accounted for."""
-        if not self._chunks or (not now and self._committed is not None and self._since_commit < COMMIT_EVERY):
+        if not self._chunks or (not now and self._committed is not None
+                                 and self._chunks[-1][1] - self._commit_position < COMMIT_EVERY_SAMPLES):
             return  # the first commit at once: a VAD killed in its first seconds is replayed too
         seq = next((s for s, end in self._chunks if end > sample), self._chunks[-1][0] + 1)
         self.commit_seq(seq)
 
     def commit_seq(self, seq: int) -> None:
         """Everything before chunk `seq` is accounted for."""
-        self._since_commit = 0
+        self._commit_position = self._chunks[-1][1] if self._chunks else 0
         if seq != self._committed and self._cursor.save({"seq": seq}):
             self._committed = seq

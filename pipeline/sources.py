@@ -165,18 +165,20 @@ class DeviceSource:
     Opens at 16 kHz when the device allows it, else at its own rate and resamples with soxr.
     When the stream dies or stops delivering (headset unplugged), it is re-opened every
     `reopen_every_s` and the lost stretch is reported as a gap. After a long floor-quiet stretch
-    (`quiet`, pipeline/quiet_wake.py) the reader is woken only every `quiet_wake_s`, or at once by sound.
+    (`quiet`, pipeline/quiet_wake.py) the reader is woken only every `quiet_wake_s`, or at once by sound,
+    and what piled up is returned as one array of whole frames (at most `max_burst_frames`), not frame by frame.
     """
 
     def __init__(self, device: str | int | None, frame_samples: int, rate_hz: int, on_overflow: Callable[[], None],
                  stall_s: float = 2.0, reopen_every_s: float = 1.0, sd=None,
                  clock: Callable[[], float] = time.monotonic, quiet: QuietWake | None = None,
-                 quiet_wake_s: float = 0.5) -> None:
+                 quiet_wake_s: float = 0.5, max_burst_frames: int = 1) -> None:
         self.device, self.frame_samples, self.rate = device, frame_samples, rate_hz
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(60 * rate_hz / frame_samples))
         self._wake = threading.Event()  # set by the callback for a block the reader must take now
         self._quiet = quiet or QuietWake(None, 0, rate_hz)
         self._quiet_wake_s = quiet_wake_s
+        self._max_burst_frames = max(1, max_burst_frames)
         self._on_overflow = on_overflow
         self._sd = sd
         self._stream = None
@@ -241,16 +243,18 @@ class DeviceSource:
         if not blocks:
             return self._check_stalled()
         self._last_block = self._clock()
-        return self._rechunk(blocks)
+        # Still quiet after the drain: no block in it was sound (one would have reset the stretch).
+        return self._rechunk(blocks, self._max_burst_frames if self._quiet.quiet else 1)
 
-    def _rechunk(self, blocks: list[np.ndarray]) -> list[np.ndarray | SourceEvent]:
+    def _rechunk(self, blocks: list[np.ndarray], frames_per_chunk: int = 1) -> list[np.ndarray | SourceEvent]:
         audio = np.concatenate(blocks)
         if self._resampler is not None:
             audio = self._resampler.resample_chunk(audio)
         audio = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
         whole = audio.size // self.frame_samples * self.frame_samples
         self._pending = audio[whole:]
-        return list(audio[:whole].reshape(-1, self.frame_samples))
+        step = self.frame_samples * frames_per_chunk
+        return [audio[start:min(start + step, whole)] for start in range(0, whole, step)]
 
     def _check_stalled(self) -> list[np.ndarray | SourceEvent]:
         active = getattr(self._stream, "active", True)

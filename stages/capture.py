@@ -54,7 +54,8 @@ class CaptureStage(Stage):
         # A short queue: what a crash of this process takes with it stays small.
         self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False, hwm=AUDIO_HWM)}
         self.inputs = {"replay": PortSpec("pull", topology.replay(run_dir), bind=True, kinds=("replay_request",))}
-        self._sent: deque[frames.Frame] = deque(maxlen=max(1, int(cfg.replay_s * 1000 / cfg.frame_ms)))
+        self._sent: deque[frames.Frame] = deque()  # the last replay_s of audio (quiet bursts are long frames)
+        self._sent_samples, self._replay_samples = 0, int(cfg.replay_s * cfg.sample_rate_hz)
         self.source: FileSource | DeviceSource | None = None
         self._cursor = Cursor(topology.capture_cursor(run_dir))
         self._vad_offset = Cursor(topology.vad_offset(run_dir))  # read only: where a rewind must reach back to
@@ -112,7 +113,7 @@ class CaptureStage(Stage):
         seq, position = point
         self._checkpoints.forget_from(seq)
         while self._sent and self._sent[-1].seq >= seq:
-            self._sent.pop()  # about to be read, numbered and kept again
+            self._sent_samples -= _samples(self._sent.pop())  # about to be read, numbered and kept again
         heard_again = max(0, self._seq - seq + 1) * self.frame_samples  # sent before: no real-time wait for it
         self._seq, self.exhausted = seq - 1, False
         self._resumed = list(self.source.rewind(position, catch_up_samples=heard_again))
@@ -130,7 +131,8 @@ class CaptureStage(Stage):
         quiet = QuietWake(floor, max(self.vad.min_silence_ms, self.vad.max_silence_ms) + QUIET_MARGIN_MS,
                           self.cfg.sample_rate_hz)
         self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow,
-                                   quiet=quiet, quiet_wake_s=self.cfg.quiet_wake_ms / 1000)
+                                   quiet=quiet, quiet_wake_s=self.cfg.quiet_wake_ms / 1000,
+                                   max_burst_frames=int(frames.MAX_AUDIO_CHUNK_S * 1000 // self.cfg.frame_ms))
         try:
             self.source.open()
         except DeviceUnavailableError as err:
@@ -174,6 +176,9 @@ class CaptureStage(Stage):
         frame = self._make_frame(item)
         if self.cfg.replay_s:
             self._sent.append(frame)
+            self._sent_samples += _samples(frame)
+            while self._sent_samples > self._replay_samples and len(self._sent) > 1:
+                self._sent_samples -= _samples(self._sent.popleft())
         return frame
 
     def _make_frame(self, item: np.ndarray | SourceEvent) -> frames.Frame:
@@ -215,6 +220,10 @@ class CaptureStage(Stage):
     def close(self) -> None:
         if isinstance(self.source, DeviceSource):
             self.source.close()
+
+
+def _samples(frame: frames.Frame) -> int:
+    return len(frame.pcm) // 4 if isinstance(frame, frames.AudioChunk) else 0
 
 
 def make_stage(cfg: PipelineConfig, args) -> CaptureStage:

@@ -31,7 +31,6 @@ from pipeline.segmenter import Segment, Segmenter
 from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transport import PortSpec
 
-MAX_CHUNK_S = 1  # capture sends 32 ms chunks; a bigger one is not from our capture stage
 EOS_KEY = topology.SPOOL_END_OF_STREAM  # spool entry: the source is done (survives a restart for Drained)
 DRAIN_RESEND_AFTER_S = 5.0  # while draining, an utterance without a transcript this long is sent again
 AUDIO_RCVHWM = 64  # chunks (~2 s) queued in front of the VAD: how far ahead capture can run, what a
@@ -200,7 +199,7 @@ class VadStage(Stage):
     def _on_audio(self, chunk: frames.AudioChunk) -> list[Output]:
         self.last_seq = chunk.seq
         if (chunk.sample_rate_hz != self.rate or chunk.channels != 1 or len(chunk.pcm) % 4
-                or len(chunk.pcm) > MAX_CHUNK_S * self.rate * 4):
+                or len(chunk.pcm) > frames.MAX_AUDIO_CHUNK_S * self.rate * 4):
             metrics.BAD_INPUT.labels(self.name, "audio_format").inc()
             self.log.warning("audio_chunk_rejected", seq=chunk.seq, sample_rate_hz=chunk.sample_rate_hz,
                              channels=chunk.channels)

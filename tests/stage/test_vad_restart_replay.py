@@ -98,7 +98,7 @@ def test_the_successor_of_a_vad_killed_mid_utterance_rebuilds_the_whole_utteranc
 def test_a_vad_down_longer_than_the_replay_buffer_gets_what_is_left_and_logs_the_hole(tmp_path):
     capture, chunks = capture_frames(tmp_path, tmp_path, replay_s=1.0)
     start, *replayed = [f for _, f in capture.send("replay", frames.ReplayRequest(from_seq=1))]
-    kept = int(1000 / 32)  # frames in 1 s: the last chunks and the end-of-stream mark
+    kept = int(1000 / 32) + 1  # the last 1 s of audio (31 chunks), then the end-of-stream mark
     assert [f.seq for f in replayed] == list(range(start.first_seq, start.first_seq + kept))
     assert isinstance(replayed[-1], frames.EndOfStream) and start.first_seq > 1  # the hole is logged
     assert [f.pcm for f in replayed[:-1]] == [c.pcm for c in chunks[-(kept - 1):]]

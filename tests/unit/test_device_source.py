@@ -124,6 +124,17 @@ def test_a_long_quiet_lets_blocks_pile_up_and_sound_ends_it_at_once():
     assert not src.quiet and len(src.read(1.0)) == 1
 
 
+def test_a_quiet_burst_is_sent_as_a_few_long_chunks_and_sound_as_frames_again():
+    sd = FakeSoundDevice()
+    src = source(sd, quiet=QuietWake(-70.0, 1000, 16000), quiet_wake_s=0.01, max_burst_frames=16)
+    src.open()
+    sd.streams[0].deliver(1.6, level=0.0)
+    burst = src.read(1.0)
+    assert [chunk.size for chunk in burst] == [16 * 512] * 3 + [2 * 512]  # every sample, in 4 messages, not 50
+    sd.streams[0].deliver(0.064, level=0.01)  # sound: frame by frame at once, for the VAD's timing
+    assert [chunk.size for chunk in src.read(1.0)] == [512, 512]
+
+
 def test_without_a_floor_every_block_wakes_the_reader():
     wake = QuietWake(None, 1000, 16000)
     assert all(wake.wake_now(np.zeros(512, dtype=np.float32)) for _ in range(100)) and not wake.quiet

@@ -1,13 +1,14 @@
 """The VAD's committed offset (pipeline/replay.py): written at once the first time and after every
-close, otherwise at most every COMMIT_EVERY chunks (each write is an atomic rename, which showed in
+close, otherwise at most every COMMIT_EVERY_SAMPLES of audio (each write is an atomic rename, which showed in
 idle CPU); an older offset is always safe, it only replays more silence."""
 
 from __future__ import annotations
 
 from pipeline.durable import Cursor
-from pipeline.replay import COMMIT_EVERY, ReplayOffset
+from pipeline.replay import COMMIT_EVERY_SAMPLES, ReplayOffset
 
 CHUNK = 512
+COMMIT_EVERY = COMMIT_EVERY_SAMPLES // CHUNK  # in 32 ms chunks
 
 
 def feed(offset: ReplayOffset, first: int, count: int, now_at: int | None = None) -> None:
