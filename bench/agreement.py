@@ -1,6 +1,6 @@
 """Can the final start from what the partials agreed on? Measured, offline, on the Debian prompts.
 
-    .venv/bin/python -m bench.agreement [--count 24]
+    .venv/bin/python -m bench.agreement [--count 24] [--min-s 2]
 
 The idea (issue 12, LocalAgreement as in whisper_streaming): decode while the person speaks, so
 that at the end only the unstable tail is left. Two ways to use an agreed prefix with faster-whisper's
@@ -14,7 +14,14 @@ after the voice stops, short window, beam 5), per prompt, in the same run:
    cut between the last committed word and the next (faster-whisper's word alignment), and only the
    tail decoded at the end (beam 5), with the committed text as the decoder's previous-text prompt.
 
-Prints the decode time at the end of speech (p50/p95) and the WER of each.
+3. `pause cuts + tail`: the audio cut at the middle of each internal pause Silero hears (at least
+   PAUSE_MIN_S below 0.35, so no word is split), once a stretch of SEGMENT_MIN_S is behind it and
+   the pause ends SETTLE_S before the voice does (its decode is done while the person speaks); each
+   stretch decoded at beam 5 with the text before it as the previous-text prompt, and at the end
+   only the audio after the last cut.
+
+Prints the decode time at the end of speech (p50/p95) and the WER of each, for all prompts and
+for those of LONG_S or more.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from bench.wer import corpus_wer, words
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig
 from pipeline.harness.speech import speech_end_s
+from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transcription.engine import whisper_factory
 from pipeline.transcription.fastpath import TOKENS_PER_S, FastDecoder, _cut_at_audio_end, window_s
 from pipeline.transcription.models import resolve_model
@@ -42,6 +50,7 @@ RATE = 16000
 PARTIAL_FIRST_S, PARTIAL_EVERY_S = 0.6, 0.4
 AFTER_VOICE_S = 0.15  # what the VAD's speculative copy holds after the voice stops
 FORCED_SHARE = 0.7
+PAUSE_MIN_S, SEGMENT_MIN_S, SETTLE_S, LONG_S = 0.2, 3.0, 1.0, 8.0
 
 
 class Decoder:
@@ -85,7 +94,37 @@ def agreed_prefix(partials: list[list[dict]]) -> list[dict]:
     return committed
 
 
-def one_prompt(dec: Decoder, audio: np.ndarray, voice_end_s: float) -> dict:
+def pause_cuts(audio: np.ndarray, voice_end_s: float, vad: SileroVad) -> list[float]:
+    """Mid-points (s) of the internal pauses a pipeline could commit at while the person speaks."""
+    window = WINDOW_SAMPLES[RATE]
+    quiet = [vad(audio[i:i + window], RATE) < 0.35 for i in range(0, audio.size - window + 1, window)]
+    cuts, run_start, last_cut = [], None, 0.0
+    for index, is_quiet in enumerate([*quiet, False]):
+        if is_quiet and run_start is None:
+            run_start = index
+        elif not is_quiet and run_start is not None:
+            start_s, end_s = run_start * window / RATE, index * window / RATE
+            middle = (start_s + end_s) / 2
+            if (end_s - start_s >= PAUSE_MIN_S and middle - last_cut >= SEGMENT_MIN_S
+                    and end_s <= voice_end_s - SETTLE_S):
+                cuts.append(middle)
+                last_cut = middle
+            run_start = None
+    vad.reset()
+    return cuts
+
+
+def decode_in_stretches(dec: Decoder, utterance: np.ndarray, cuts: list[float]) -> tuple[str, float]:
+    """The text of every stretch, each prompted with the text before it; and the last stretch's time."""
+    text, bounds = "", [0, *(int(c * RATE) for c in cuts), utterance.size]
+    for start, end in itertools.pairwise(bounds):
+        started = time.perf_counter()
+        text = (text + " " + dec.decode(utterance[start:end], 5, previous=text)[0]).strip()
+        last_s = time.perf_counter() - started
+    return text, last_s
+
+
+def one_prompt(dec: Decoder, audio: np.ndarray, voice_end_s: float, vad: SileroVad) -> dict:
     utterance = audio[:int((voice_end_s + AFTER_VOICE_S) * RATE)]
     started = time.perf_counter()
     whole, ids, _ = dec.decode(utterance, 5)
@@ -105,30 +144,44 @@ def one_prompt(dec: Decoder, audio: np.ndarray, voice_end_s: float) -> dict:
         agreed = (prefix + " " + dec.decode(utterance[int(cut_s * RATE):], 5, previous=prefix)[0]).strip()
     else:
         agreed = whole
-    return {"whole": whole, "agreed": agreed, "whole_s": whole_s, "forced_s": forced_s,
-            "tail_s": time.perf_counter() - started if committed else whole_s}
+    tail_s = time.perf_counter() - started if committed else whole_s
+    cut, cut_tail_s = decode_in_stretches(dec, utterance, pause_cuts(utterance, voice_end_s, vad))
+    return {"whole": whole, "agreed": agreed, "cut": cut, "whole_s": whole_s, "forced_s": forced_s,
+            "tail_s": tail_s, "cut_tail_s": cut_tail_s, "long": voice_end_s >= LONG_S}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=24)
+    parser.add_argument("--min-s", type=float, default=2.0, help="only prompts at least this long (s)")
     args = parser.parse_args()
     ensure_installed("fr")
-    prompts = pick([p for p in load_prompts("fr") if load_audio(p.path, 600).size >= 2 * RATE], args.count, 20.0)
+    prompts = pick([p for p in load_prompts("fr") if load_audio(p.path, 600).size >= args.min_s * RATE],
+                   args.count, 20.0)
     dec = Decoder(PipelineConfig().models_cache_dir())
     dec.decode(np.zeros(RATE, dtype=np.float32), 1)  # warm-up
-    rows = [(p, one_prompt(dec, load_audio(p.path, 600), speech_end_s(p.path))) for p in prompts]
+    vad = SileroVad()
+    rows = [(p, one_prompt(dec, load_audio(p.path, 600), speech_end_s(p.path), vad)) for p in prompts]
+    print(json.dumps({"all": summary(rows), f"{LONG_S:g} s or more": summary([r for r in rows if r[1]["long"]])},
+                     indent=1))
+
+
+def summary(rows: list) -> dict:
+    if not rows:
+        return {"prompts": 0}
 
     def ms(key: str) -> dict:
         values = [1000 * r[key] for _, r in rows]
         return {"p50_ms": round(statistics.median(values)), "p95_ms": round(float(np.percentile(values, 95)))}
 
-    print(json.dumps({
-        "prompts": len(rows),
-        "whole utterance (shipped)": {**ms("whole_s"), "wer": round(corpus_wer([(p.text, r["whole"]) for p, r in rows]), 1)},
-        "forced prefix (70 % of its own answer)": ms("forced_s"),
-        "agreed + tail": {**ms("tail_s"), "wer": round(corpus_wer([(p.text, r["agreed"]) for p, r in rows]), 1)},
-    }, indent=1))
+    def wer(key: str) -> float:
+        return round(corpus_wer([(p.text, r[key]) for p, r in rows]), 1)
+
+    return {"prompts": len(rows),
+            "whole utterance (shipped)": {**ms("whole_s"), "wer": wer("whole")},
+            "forced prefix (70 % of its own answer)": ms("forced_s"),
+            "agreed + tail": {**ms("tail_s"), "wer": wer("agreed")},
+            "pause cuts + tail": {**ms("cut_tail_s"), "wer": wer("cut")}}
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ One command for issue 12's figures. In each run:
 - idle: the share of one core of every process over `--idle-s` of silence (bench.idle_cpu).
 With `--runs N` it prints every run and the medians. `--endpoint silence` measures the fixed
 400 ms rule, for comparison; `--no-partials` turns interim text off (vad.partial_interval_ms: 0),
-to measure what the partials' decodes cost the final on two cores.
+to measure what the partials' decodes cost the final on two cores; `--no-stretches` decodes every
+final whole (transcribe.stretch_min_s: 0), to measure what decoding after a pause's stretch saves.
+`long_p95_ms`: the p95 over the turns whose voice lasts LONG_S or more.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pipeline.harness.waiting import wait_until
 
 RATE = 16000
 BUDGET = ("audio_path", "endpoint", "decode", "ipc_publish")
+LONG_S = 10.0  # the issue's "utterances of 10-20 s"
 
 
 def hesitation_cut(audio: np.ndarray) -> int:
@@ -130,24 +133,28 @@ def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s:
 
 
 def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) -> dict:
-    latencies, pairs, split, budgets = [], [], 0, []
+    latencies, pairs, split, budgets, long = [], [], 0, [], []
     for wav, reference in items:
         latency_s, finals, spent = play_one(pulse, pipeline, wav, settle_s)
         latencies.append(latency_s * 1000)
+        long += [latency_s * 1000] if speech_end_s(wav) >= LONG_S else []
         pairs.append((reference, " ".join(t.text for t in finals)))
         split += len(finals) > 1
         budgets += [spent] if spent else []
     ms = sorted(latencies)
     return {"p50_ms": round(statistics.median(ms)), "p95_ms": round(float(np.percentile(ms, 95))),
             "max_ms": round(ms[-1]), "wer_pct": round(corpus_wer(pairs), 1), "turns_split": split, "turns": len(ms),
+            "long_turns": len(long), "long_p95_ms": round(float(np.percentile(long, 95))) if long else 0,
             **{f"{part}_p50_ms": round(statistics.median(b[part] for b in budgets)) for part in BUDGET if budgets}}
 
 
-def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str, partials: bool = True) -> dict:
+def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str, partials: bool = True,
+             stretches: bool = True) -> dict:
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-turns-"))
-    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}, vad={"endpoint": endpoint, **({} if partials else {"partial_interval_ms": 0})})
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}, **({} if stretches else {"stretch_min_s": 0})},
+                          vad={"endpoint": endpoint, **({} if partials else {"partial_interval_ms": 0})})
     pipeline = PipelineProcess(run_dir, cfg, env=pulse.env)
     settle_s = (pipeline.cfg.vad.max_silence_ms + 500) / 1000
     try:
@@ -179,6 +186,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--endpoint", choices=("text", "silence"), default="text")
     parser.add_argument("--no-partials", action="store_true", help="interim text off (vad.partial_interval_ms: 0)")
+    parser.add_argument("--no-stretches", action="store_true",
+                        help="decode every final whole, not after the stretch decoded at a pause (transcribe.stretch_min_s: 0)")
     parser.add_argument("--idle-s", type=float, default=60.0)
     args = parser.parse_args()
     ensure_installed("fr")
@@ -189,8 +198,10 @@ def main() -> None:
     runs = []
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,
+               "stretches": not args.no_stretches,
                "reference_p50_ms": reference_p50_ms(prompts),
-               **live_run(prompts, hesitations, args.endpoint, partials=not args.no_partials)}
+               **live_run(prompts, hesitations, args.endpoint, partials=not args.no_partials,
+                          stretches=not args.no_stretches)}
         row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
         runs.append(row)
         print(json.dumps(row), flush=True)

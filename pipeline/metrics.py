@@ -43,7 +43,9 @@ LAST_SUCCESS = Gauge("stt_engine_last_success_timestamp_seconds", "When the engi
                      ["device"], multiprocess_mode="livemax")
 MODELS_LOADED = Gauge("stt_models_loaded", "Models loaded in a worker", ["stage"], multiprocess_mode="livemax")
 PUBLISHED = Counter("stt_transcripts_published_total", "Transcripts published on the transcript topic", ["stage"])
-SPECULATION = Counter("stt_speculation_total", "Final-quality decodes during the closing silence: decoded, used", ["stage", "outcome"])
+SPECULATION = Counter("stt_speculation_total", "Final-quality decodes at pauses: decoded, used (the final's answer), "
+                      "stretch_used (a decode that started after a stretch decoded at an earlier pause)", ["stage", "outcome"])
+SPECULATION_OUTCOMES = ("decoded", "used", "stretch_used")
 TURN_MODEL_SECONDS = Histogram("stt_turn_model_seconds", "Smart Turn time per finished-looking speculative text", ["stage"],
                                buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0))
 PARTIALS_PUBLISHED = Counter("stt_partials_published_total", "Interim transcripts published", ["stage"])
@@ -109,6 +111,8 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
     for worker in workers:
         ACTIVE_WORKER.labels(worker).set(0)
         MODELS_LOADED.labels(worker).set(0)
+        for outcome in SPECULATION_OUTCOMES:
+            SPECULATION.labels(worker, outcome)
     for metric in (PUBLISHED, DUPLICATES, NON_SPEECH, PARTIALS_PUBLISHED, E2E_LATENCY):
         metric.labels("sink")
     for reason in CLOSE_REASONS:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import frames, metrics, topology
-from pipeline.audio import AudioInputError, pcm_samples
+from pipeline.audio import TARGET_RATE_HZ, AudioInputError, pcm_samples
 from pipeline.cli import stage_main
 from pipeline.endpointing import judge_turn
 from pipeline.config import PipelineConfig, TranscribeConfig, WorkerConfig
@@ -27,6 +27,7 @@ from pipeline.runner import Output, Stage, StageFailed, StageStartError
 from pipeline.transcription.engine import Engine, NoModelError, Result
 from pipeline.transcription.faults import FaultInjector
 from pipeline.transcription.gpu import GpuUnavailableError, NoGpuError
+from pipeline.transcription.stretches import Stretches
 from pipeline.transcription.turn_model import SmartTurn, TurnModelMissing, verified
 from pipeline.transport import PortSpec
 
@@ -56,6 +57,7 @@ class TranscribeStage(Stage):
                         "hints": PortSpec("push", topology.hints(run_dir), bind=False, blocking=False)}
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
+        self._stretches = Stretches(int(cfg.stretch_min_s * TARGET_RATE_HZ), TARGET_RATE_HZ)  # decoded at pauses
         # The CPU fallback is the other worker's job: this process never loads a second chain.
         fault = FaultInjector(cfg.inject_fault, run_dir) if cfg.inject_fault else None
         self.engine = engine or Engine(worker_cfg, cfg, cache_dir, fault=fault)
@@ -125,11 +127,21 @@ class TranscribeStage(Stage):
         ahead = self._speculated.pop(frame.utt_id, None)
         if ahead is not None and frame.speculated_samples and ahead[0] == frame.speculated_samples:
             metrics.SPECULATION.labels(self.name, "used").inc()
+            self._stretches.forget(frame.utt_id)
             return ahead[1], True  # only silence followed the speculative copy: its answer stands
-        return self._decode(frame), False
+        result = self._decode(frame, after_stretch=True)
+        self._stretches.forget(frame.utt_id)
+        return result, False
 
-    def _decode(self, frame: frames.Utterance, partial: bool = False) -> Result:
-        return self.engine.transcribe(self._samples(frame), language=frame.language or None, partial=partial)
+    def _decode(self, frame: frames.Utterance, partial: bool = False, after_stretch: bool = False) -> Result:
+        """`after_stretch`: start after the stretch of this utterance already decoded at a pause, if any."""
+        samples, language = self._samples(frame), frame.language or None
+        base = self._stretches.before(frame.utt_id, samples.size) if after_stretch else None
+        if base is None:
+            return self.engine.transcribe(samples, language=language, partial=partial)
+        metrics.SPECULATION.labels(self.name, "stretch_used").inc()
+        tail = self.engine.transcribe(samples[base.samples:], language=language, previous=base.text)
+        return self._stretches.joined(base, tail)
 
     def _samples(self, frame: frames.Utterance) -> np.ndarray:
         try:
@@ -145,9 +157,10 @@ class TranscribeStage(Stage):
         if frame.utt_id in self._recent:
             return []
         try:
-            result = self._decode(frame)
+            result = self._decode(frame, after_stretch=True)
         except (AudioInputError, NoModelError):
             return []  # the final will be decoded (and its error handled) the usual way
+        self._stretches.decoded(frame.utt_id, len(frame.pcm) // 4, result)
         self._speculated[frame.utt_id] = (len(frame.pcm) // 4, result)
         while len(self._speculated) > SPECULATED_KEPT:
             self._speculated.popitem(last=False)

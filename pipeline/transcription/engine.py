@@ -182,11 +182,13 @@ class Engine:
         self.last_success = self._clock()
         metrics.LAST_SUCCESS.labels(self.device).set(time.time())
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, partial: bool = False) -> Result:
+    def transcribe(self, audio: np.ndarray, language: str | None = None, partial: bool = False,
+                   previous: str = "") -> Result:
         """Answer with the first model of the chain that is allowed and does not fail.
 
         `partial`: interim text for an utterance still being spoken: greedy, one temperature,
-        no timestamps; cheap, and superseded by the final anyway.
+        no timestamps; cheap, and superseded by the final anyway. `previous`: what was said just
+        before this audio (the rest of the utterance, already decoded), as Whisper's prompt.
         """
         language = language or self.cfg.language
         if audio.size < MIN_AUDIO_S * TARGET_RATE_HZ:
@@ -196,7 +198,7 @@ class Engine:
             if not loaded.breaker.allow():
                 continue
             try:
-                result = self._run(loaded, audio, language, partial)
+                result = self._run(loaded, audio, language, partial, previous)
             except Exception as err:  # engine failure: count it, open the breaker, try the next model
                 self._on_failure(loaded, err)
                 continue
@@ -206,7 +208,7 @@ class Engine:
             return result
         raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
 
-    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool) -> Result:
+    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool, previous: str = "") -> Result:
         # Timed from the start: a fast-path attempt the guard refused is part of this request's cost.
         started = time.perf_counter()
         if self._fault is not None and not partial:
@@ -217,7 +219,7 @@ class Engine:
                 self._partial_preempted.clear()
                 cancelled = self._partial_preempted.is_set
             fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size,
-                                      cancelled=cancelled)
+                                      cancelled=cancelled, previous=previous)
             if fast.rejected is not None:
                 metrics.FAST_PATH_REJECTED.labels(loaded.name, fast.rejected).inc()
             if fast.rejected is None or partial:  # a refused partial is dropped, never redone
@@ -227,7 +229,7 @@ class Engine:
                                     [{"start_s": 0.0, "end_s": duration_s, "text": fast.text}], fast.rejected)
         options = PARTIAL_OPTIONS if partial else {"beam_size": self.cfg.beam_size}
         segments, _info = loaded.model.transcribe(
-            audio, language=language, vad_filter=False, condition_on_previous_text=False,
+            audio, language=language, vad_filter=False, condition_on_previous_text=False, initial_prompt=previous or None,
             no_speech_threshold=self.cfg.no_speech_threshold, log_prob_threshold=self.cfg.log_prob_threshold, **options)
         segments = list(segments)  # the generator does the work: consume it inside the timed block
         signals = [SegmentSignal(s.text, s.no_speech_prob, s.avg_logprob) for s in segments]

@@ -22,6 +22,7 @@ PAD_S = 2.0  # silence after the audio: with less, Whisper guesses the end of sh
 TOKENS_PER_S = 10  # French speech is ~6 tokens/s; more than this is a runaway decode
 MIN_AVG_LOGPROB = -1.0
 SENTENCE_ENDS = (".", "!", "?", "…")
+PROMPT_TOKENS = 223  # Whisper's own limit on previous text (half the text context, less one)
 MIN_UNCLOSED_LOGPROB = -0.3  # 160 prompts: good unclosed texts scored -0.08 to -0.27, wrong ones -0.43, -0.73
 
 
@@ -51,8 +52,9 @@ class FastDecoder:
         self._suppressed = lambda tok: get_suppressed_tokens(tok, [-1])
 
     def decode(self, audio: np.ndarray, language: str, beam_size: int = 1,
-               cancelled: Callable[[], bool] | None = None) -> FastResult:
-        """`cancelled` is asked between encoding and decoding (CTranslate2 cannot stop a decode)."""
+               cancelled: Callable[[], bool] | None = None, previous: str = "") -> FastResult:
+        """`cancelled` is asked between encoding and decoding (CTranslate2 cannot stop a decode);
+        `previous`: the text said just before this audio (Whisper's previous-text prompt)."""
         audio_s = audio.size / RATE_HZ
         if audio_s + PAD_S > BUCKETS_S[-1]:
             return FastResult("", 0.0, 0.0, "too_long")
@@ -60,7 +62,8 @@ class FastDecoder:
         encoded = self._model.encode(self._features(audio, window_s(audio_s)))
         if cancelled is not None and cancelled():
             return FastResult("", 0.0, 0.0, "preempted")
-        prompt = list(tok.sot_sequence)
+        before = [tok.sot_prev, *tok.encode(" " + previous.strip())[-PROMPT_TOKENS:]] if previous.strip() else []
+        prompt = before + list(tok.sot_sequence)
         max_new = int(TOKENS_PER_S * audio_s) + 8
         result = self._model.model.generate(
             encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + max_new,

@@ -67,6 +67,35 @@ def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path
     assert model.calls == calls + 2  # speech followed the copy: the final is decoded again
 
 
+class ListeningWhisper(FakeWhisper):
+    """Also notes what it was given: how much audio, and the previous-text prompt."""
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.heard: list[tuple[int, str | None]] = []
+
+    def transcribe(self, audio, **kwargs):
+        self.heard.append((audio.size, kwargs.get("initial_prompt")))
+        return super().transcribe(audio, **kwargs)
+
+
+def test_speech_resumed_after_a_long_decoded_stretch_is_decoded_from_there_with_its_text_as_prompt(tmp_path):
+    model = ListeningWhisper("bonjour")
+    driver = worker(tmp_path, {"cpu-a": model})  # transcribe.stretch_min_s: 3 s by default
+    model.heard.clear()  # the warm-up's
+    driver.send("utterances", utterance(samples=4 * SAMPLES, speculative=True))  # a pause after 4 s of speech
+    [(_, final)] = driver.send("utterances", utterance(samples=5 * SAMPLES))      # then 1 s more
+    assert model.heard == [(4 * SAMPLES, None), (SAMPLES, "bonjour")]
+    assert final.text == "bonjour bonjour" and final.audio_duration_s == 5.0 and final.is_speech
+    assert final.segments == [{"start_s": 0.0, "end_s": 4.0, "text": "bonjour"},
+                              {"start_s": 4.0, "end_s": 5.0, "text": "bonjour"}]
+    driver.send("utterances", utterance("u2", samples=4 * SAMPLES, speculative=True))
+    driver.send("utterances", utterance("u2", samples=4 * SAMPLES + 3200))  # 0.2 s more: too little to stand alone
+    assert model.heard[-1] == (4 * SAMPLES + 3200, None)
+    restarted = worker(tmp_path, {"cpu-a": model})
+    restarted.send("utterances", utterance("u1", samples=5 * SAMPLES))  # a new worker knows no stretch: all of it
+    assert model.heard[-1] == (5 * SAMPLES, None)
+
+
 def test_a_finished_sentence_is_put_to_smart_turn_and_an_unfinished_one_is_not(tmp_path):
     wcfg, cfg = WorkerConfig(models=["cpu-a"]), TranscribeConfig(fast_path=False)
     for text, asked in (("Bonjour.", True), ("Bonjour et", False)):
@@ -128,7 +157,7 @@ class BlockingFastDecoder:
     def __init__(self) -> None:
         self.started, self.finished = threading.Event(), threading.Event()
 
-    def decode(self, audio, language, beam_size=1, cancelled=None) -> FastResult:
+    def decode(self, audio, language, beam_size=1, cancelled=None, previous="") -> FastResult:
         self.started.set()
         while not cancelled():
             if self.finished.wait(0.005):  # the test's own bound, in case preempt never comes
