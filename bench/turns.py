@@ -17,8 +17,8 @@ One command for issue 12's figures. In each run:
 - idle: the share of one core of every process over `--idle-s` of silence (bench.idle_cpu).
 With `--runs N` it prints every run and the medians. `--endpoint silence` measures the fixed
 400 ms rule, for comparison; `--no-partials` turns interim text off (vad.partial_interval_ms: 0),
-to measure what the partials' decodes cost the final on two cores; `--no-stretches` decodes every
-final whole (transcribe.stretch_min_s: 0), to measure what decoding after a pause's stretch saves.
+to measure what the partials' decodes cost the final on two cores; `--stretch-min-s 3` decodes
+after the stretch already decoded at a pause (transcribe.stretch_min_s, off by default), to measure it.
 `long_p95_ms`: the p95 over the turns whose voice lasts LONG_S or more.
 """
 
@@ -149,11 +149,12 @@ def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) ->
 
 
 def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str, partials: bool = True,
-             stretches: bool = True) -> dict:
+             stretch_min_s: float | None = None) -> dict:
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-turns-"))
-    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}, **({} if stretches else {"stretch_min_s": 0})},
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False},
+                                                 **({} if stretch_min_s is None else {"stretch_min_s": stretch_min_s})},
                           vad={"endpoint": endpoint, **({} if partials else {"partial_interval_ms": 0})})
     pipeline = PipelineProcess(run_dir, cfg, env=pulse.env)
     settle_s = (pipeline.cfg.vad.max_silence_ms + 500) / 1000
@@ -186,8 +187,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--endpoint", choices=("text", "silence"), default="text")
     parser.add_argument("--no-partials", action="store_true", help="interim text off (vad.partial_interval_ms: 0)")
-    parser.add_argument("--no-stretches", action="store_true",
-                        help="decode every final whole, not after the stretch decoded at a pause (transcribe.stretch_min_s: 0)")
+    parser.add_argument("--stretch-min-s", type=float, default=None,
+                        help="transcribe.stretch_min_s for this run (3: decode after a pause's stretch; 0: off)")
     parser.add_argument("--idle-s", type=float, default=60.0)
     args = parser.parse_args()
     ensure_installed("fr")
@@ -198,10 +199,10 @@ def main() -> None:
     runs = []
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,
-               "stretches": not args.no_stretches,
+               "stretch_min_s": args.stretch_min_s,
                "reference_p50_ms": reference_p50_ms(prompts),
                **live_run(prompts, hesitations, args.endpoint, partials=not args.no_partials,
-                          stretches=not args.no_stretches)}
+                          stretch_min_s=args.stretch_min_s)}
         row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
         runs.append(row)
         print(json.dumps(row), flush=True)

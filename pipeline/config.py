@@ -159,9 +159,10 @@ class TranscribeConfig(_Strict):
     Partial transcripts always use it (greedy)."""
     fast_beam_size: int = Field(5, gt=0)
     """Beam for finals on the fast path; 5 keeps the original configuration's accuracy."""
-    stretch_min_s: float = Field(3.0, ge=0)
+    stretch_min_s: float = Field(0.0, ge=0)
     """A speculative decode of at least this much new audio stands once speech resumes after its
-    pause: later copies and the final decode only what follows it (pipeline/transcription/stretches.py). 0 = off."""
+    pause: later copies and the final decode only what follows it (pipeline/transcription/stretches.py).
+    0 = off (the default until a live A/B shows it; 3 is what bench.agreement measured)."""
     turn_model: Literal["smart-turn-v3.2"] | None = "smart-turn-v3.2"
     """The audio end-of-turn model a worker asks when a speculative decode's text ends a sentence
     (pipeline/transcription/turn_model.py; `python -m pipeline.transcription.turn_model fetch`

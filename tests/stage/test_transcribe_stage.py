@@ -23,10 +23,10 @@ SAMPLES = 16000  # 1 s
 
 
 def worker(tmp_path, models: dict, device: str = "cpu", fast_path: bool = False, probe=gpus(8000),
-           start: bool = True) -> StageDriver:
+           start: bool = True, **options) -> StageDriver:
     name = "transcribe_gpu" if device == "cuda" else "transcribe_cpu"
     wcfg = WorkerConfig(device=device, models=list(models))
-    cfg = TranscribeConfig(fast_path=fast_path)
+    cfg = TranscribeConfig(fast_path=fast_path, **options)
     engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory(models), gpu_probe=probe)
     return StageDriver(TranscribeStage(name, wcfg, cfg, tmp_path, tmp_path, engine=engine), start=start)
 
@@ -80,7 +80,7 @@ class ListeningWhisper(FakeWhisper):
 
 def test_speech_resumed_after_a_long_decoded_stretch_is_decoded_from_there_with_its_text_as_prompt(tmp_path):
     model = ListeningWhisper("bonjour")
-    driver = worker(tmp_path, {"cpu-a": model})  # transcribe.stretch_min_s: 3 s by default
+    driver = worker(tmp_path, {"cpu-a": model}, stretch_min_s=3.0)
     model.heard.clear()  # the warm-up's
     driver.send("utterances", utterance(samples=4 * SAMPLES, speculative=True))  # a pause after 4 s of speech
     [(_, final)] = driver.send("utterances", utterance(samples=5 * SAMPLES))      # then 1 s more
@@ -91,8 +91,12 @@ def test_speech_resumed_after_a_long_decoded_stretch_is_decoded_from_there_with_
     driver.send("utterances", utterance("u2", samples=4 * SAMPLES, speculative=True))
     driver.send("utterances", utterance("u2", samples=4 * SAMPLES + 3200))  # 0.2 s more: too little to stand alone
     assert model.heard[-1] == (4 * SAMPLES + 3200, None)
-    restarted = worker(tmp_path, {"cpu-a": model})
+    restarted = worker(tmp_path, {"cpu-a": model}, stretch_min_s=3.0)
     restarted.send("utterances", utterance("u1", samples=5 * SAMPLES))  # a new worker knows no stretch: all of it
+    assert model.heard[-1] == (5 * SAMPLES, None)
+    off = worker(tmp_path, {"cpu-a": model})  # the default: off
+    off.send("utterances", utterance("u3", samples=4 * SAMPLES, speculative=True))
+    off.send("utterances", utterance("u3", samples=5 * SAMPLES))
     assert model.heard[-1] == (5 * SAMPLES, None)
 
 
