@@ -1,6 +1,6 @@
 """Turn latency on the live microphone path: end of speech -> final, WER, turns split, and idle CPU.
 
-    .venv/bin/python -m bench.turns [--count 24] [--runs 3] [--endpoint text|silence]
+    .venv/bin/python -m bench.turns [--count 24] [--runs 3] [--endpoint text|silence] [--min-s 2]
 
 One command for issue 12's figures. In each run:
 - the machine's speed: plain faster-whisper as the original request used it (beam 5, best_of 5,
@@ -184,6 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--max-s", type=float, default=20.0, help="skip prompts longer than this (s)")
+    parser.add_argument("--min-s", type=float, default=2.0, help="skip prompts shorter than this (s); 10: the long set")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--endpoint", choices=("text", "silence"), default="text")
     parser.add_argument("--no-partials", action="store_true", help="interim text off (vad.partial_interval_ms: 0)")
@@ -192,7 +193,8 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=60.0)
     args = parser.parse_args()
     ensure_installed("fr")
-    prompts = pick([p for p in load_prompts("fr") if load_audio(p.path, 600).size >= 2 * RATE], args.count, args.max_s)
+    prompts = pick([p for p in load_prompts("fr") if load_audio(p.path, 600).size >= args.min_s * RATE], args.count,
+                   args.max_s)
     folder = Path(tempfile.mkdtemp(prefix="luxa-hesitation-"))
     rng = random.Random(12)
     hesitations = [with_hesitation(p, folder, rng) for p in prompts]
