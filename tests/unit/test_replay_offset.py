@@ -40,3 +40,12 @@ def test_a_close_commits_at_once(tmp_path):
     feed(offset, 2, 5, now_at=6)
     assert saved(path) == 6  # the closed utterance is behind the offset: never replayed twice
     assert ReplayOffset(path, keep_chunks=1).restore(spooled_end_seqs=[]) == 6
+
+
+def test_long_chunks_commit_by_the_audio_they_hold_not_by_their_number(tmp_path):
+    path, burst = tmp_path / "vad_offset.json", 16 * CHUNK  # a quiet microphone's bursts: 512 ms each
+    offset = ReplayOffset(path, keep_chunks=100)
+    for seq in range(1, 12):
+        offset.seen(seq, seq * burst)
+        offset.commit((seq - 1) * burst)
+    assert saved(path) == 11  # 10 bursts (5.1 s) after the first commit: written again, not after 160 bursts
