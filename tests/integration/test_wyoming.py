@@ -71,12 +71,16 @@ def test_clients_at_once_get_french_transcripts_with_streaming_events(wyoming):
         assert keyword_hits(keywords, result.text) >= 3, result.text
         chunks = "".join(e.data["text"] for e in result.events if e.type == "transcript-chunk")
         assert chunks == result.text
-    # The real-time client paused a second before audio-stop: its answer was decoded in that pause.
+    # A real-time client alone (the worker free: while it decodes the others' turns, a copy may wait
+    # past audio-stop) pauses a second before audio-stop: its answer is decoded in that pause.
+    alone = asyncio.run(transcribe(port, pcm16(np.concatenate([again, np.zeros(again_rate)])), again_rate,
+                                   realtime=True))
+    assert keyword_hits(["vérifier", "numéro", "composer", "nouveau"], alone.text) >= 3, alone.text
     realtime = pipeline.wait_event("utterance_transcribed", speculated=True)
     assert realtime["utt_id"].startswith("wy")
     # Published for the rest of LUXA too, each labelled with where it came from.
     published = pipeline.subscriber
-    wait_until(lambda: len(published.transcripts()) == 3, 30, what="the three finals at a subscriber")
+    wait_until(lambda: len(published.transcripts()) == 4, 30, what="the four finals at a subscriber")
     assert {t.source for t in published.transcripts()} == {"wyoming:127.0.0.1"}
 
 
