@@ -41,8 +41,7 @@ DEVICE_CURSOR_EVERY_S = 0.5  # a file write per 32 ms chunk was a sizeable part 
 
 class CaptureStage(Stage):
     """The source: microphone or files to numbered 32 ms AudioChunks (a quiet microphone's bursts as one
-    longer chunk); owns the device, the
-    file position and the cursor that lets a restarted capture carry on."""
+    longer chunk); owns the device, the file position and the cursor that lets a restarted capture carry on."""
 
     name = "capture"
     long_calls = False  # produce() returns within max_wait_s: inline (see Stage.long_calls)
