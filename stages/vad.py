@@ -28,6 +28,7 @@ from pipeline.logs import get_logger
 from pipeline.replay import ReplayOffset
 from pipeline.runner import CONTROL, Output, Stage
 from pipeline.segmenter import Segment, Segmenter
+from pipeline.speculation import Speculation
 from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transport import PortSpec
 
@@ -89,7 +90,7 @@ class VadStage(Stage):
         self._closed = 0                    # utterances emitted
         self._open_id: str | None = None    # id of the utterance being spoken, minted at its first partial
         self._since_partial = 0             # samples since the last partial
-        self._spec_samples = 0              # length of the speculative copy sent in this silence, 0 = none
+        self._spec = Speculation()          # the copy sent at this pause, and the one the worker still has
         self._eos = False
         self._drained_sent = False
         self._draining = False
@@ -259,16 +260,19 @@ class VadStage(Stage):
         """Speech paused long enough that it may be the end: let the worker decode it now."""
         seg = self._segmenter
         if not seg.is_open or not seg.in_trailing_silence:
-            if self._spec_samples:  # speech resumed: the earlier speculative copy no longer stands
-                self._spec_samples = 0
+            if self._spec.resumed():  # speech resumed: the earlier speculative copy no longer stands
                 self._judge(None, speculated=False)
             return []
-        if (not self.cfg.speculate_after_ms or self._spec_samples or self.delivery.routed is None
+        if (not self.cfg.speculate_after_ms or self.delivery.routed is None
                 or seg.trailing_silence_ms < self.cfg.speculate_after_ms):
+            return []
+        if not self._spec.may_send(self._clock()):
+            if not self._spec.samples:  # the worker still has an earlier copy: this one goes once it answers
+                self._judge(None, speculated=True)
             return []
         utt_id = self._opened()
         audio = seg.open_audio()
-        self._spec_samples = audio.size
+        self._spec.sent(utt_id, audio.size, self._clock())
         self._judge(None, speculated=True)  # wait for the worker's verdict (up to max_silence_ms)
         start_s = seg.open_start / self.rate
         spec = frames.Utterance(utt_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
@@ -277,8 +281,8 @@ class VadStage(Stage):
 
     def _on_turn_hint(self, hint: frames.TurnHint) -> list[Output]:
         """The worker judged the text of the copy sent at this pause: close now, or wait on."""
-        if (self.cfg.endpoint != "text" or hint.utt_id != self._open_id or not self._spec_samples
-                or hint.speculated_samples != self._spec_samples):
+        stands = self._spec.answered(hint.utt_id, hint.speculated_samples)
+        if self.cfg.endpoint != "text" or hint.utt_id != self._open_id or not stands:
             return []  # stale: speech resumed, or the utterance has closed already
         turn_probability = hint.turn_probability if hint.turn_probability >= 0 else None
         verdict = weigh(TurnVerdict(hint.complete, hint.reason), hint.end_logprob, self.cfg.turn_min_logprob,
@@ -335,8 +339,7 @@ class VadStage(Stage):
         out = []
         for seg in segments:
             utt_id, self._open_id, self._since_partial = self._open_id or self._mint_id(), None, 0
-            # _spec_samples is reset whenever speech resumes: if still set, only silence followed it.
-            speculated, self._spec_samples = self._spec_samples, 0
+            speculated = self._spec.closed()  # reset whenever speech resumes: if set, only silence followed it
             self._closed += 1
             utt = frames.Utterance(utt_id, seg.start_sample / self.rate, seg.end_sample / self.rate, time.time(),
                                    self.rate, seg.pcm.tobytes(), speculated_samples=speculated,
@@ -355,6 +358,8 @@ class VadStage(Stage):
         return self._maybe_drained()
 
     def _on_route(self, route: frames.Route) -> list[Output]:
+        if (route.active, route.epoch) != (self.delivery.active, self.delivery.epoch):
+            self._spec.rerouted()
         return self.delivery.route(route)
 
     def tick(self, now_ns: int) -> list[Output]:

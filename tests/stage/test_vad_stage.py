@@ -16,6 +16,7 @@ from pipeline import frames
 from pipeline.config import VadConfig
 from pipeline.harness.stage_driver import StageDriver, of_kind
 from pipeline.runner import CONTROL
+from pipeline.speculation import ANSWER_TIMEOUT_S
 from stages.vad import VadStage
 from tests.fakes import ScriptedVad
 
@@ -113,11 +114,35 @@ def test_partials_every_400_ms_of_speech_never_during_the_closing_silence(tmp_pa
 
 def test_speech_resuming_after_the_speculative_copy_cancels_it(tmp_path):
     driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 20 + [SILENT] * 6 + [SPEECH] * 20 + [SILENT] * 20)
-    out = play(driver, 86)
-    sent = utterances(out, "transcribe_cpu")
+    [first] = utterances(play(driver, 20 + 20 + 6), "transcribe_cpu")
+    assert driver.send("hints", hint(first, False, "no_final_punctuation")) == []  # answered, now stale
+    sent = utterances(play(driver, 40, first_seq=47), "transcribe_cpu")
     finals = [u for u in sent if not u.speculative]
-    assert len(finals) == 1 and [u.speculative for u in sent] == [True, True, False]  # one copy per pause
-    assert finals[0].speculated_samples == len(sent[1].pcm) // 4  # the second copy, not the first
+    assert len(finals) == 1 and [u.speculative for u in sent] == [True, False]  # one copy per pause
+    assert finals[0].speculated_samples == len(sent[0].pcm) // 4  # the second copy, not the first
+
+
+def test_the_next_pauses_copy_waits_until_the_worker_answered_the_last_one(tmp_path):
+    clock = Clock()
+    probs = [SILENT] * 20 + ([SPEECH] * 20 + [SILENT] * 6) * 3 + [SPEECH] * 20 + [SILENT] * 20
+    driver, _ = vad(tmp_path, probs, clock=clock)
+    [first] = utterances(play(driver, 20 + 26), "transcribe_cpu")
+    assert utterances(play(driver, 26, first_seq=47), "transcribe_cpu") == []  # the first is not answered
+    assert driver.send("hints", hint(first, False, "no_final_punctuation")) == []
+    [second] = utterances(play(driver, 26, first_seq=73), "transcribe_cpu")  # the third pause's
+    assert second.speculative and len(second.pcm) // 4 > len(first.pcm) // 4
+    clock.ns += int(ANSWER_TIMEOUT_S * 1e9) + 1  # the worker never answers it: presumed lost
+    sent = utterances(play(driver, 40, first_seq=99), "transcribe_cpu")
+    assert [u.speculative for u in sent] == [True, False]
+    assert sent[1].speculated_samples == len(sent[0].pcm) // 4
+
+
+def test_a_new_route_frees_the_copy_the_old_worker_held(tmp_path):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + ([SPEECH] * 20 + [SILENT] * 6) * 2)
+    assert len(utterances(play(driver, 46), "transcribe_cpu")) == 1
+    driver.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=2))  # the worker restarted
+    [copy] = utterances(play(driver, 26, first_seq=47), "transcribe_cpu")
+    assert copy.speculative
 
 
 def test_a_route_change_resends_every_unacknowledged_utterance_and_an_ack_ends_it(tmp_path):
