@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 
-class _WriteHealth:
+class WriteHealth:
     """One store's failed writes: every one counted, the first and the recovery logged once."""
 
     def __init__(self, store: str) -> None:
@@ -55,7 +55,7 @@ def clear_state(paths: tuple[Path, ...]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
@@ -68,12 +68,12 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.health = _WriteHealth(directory.name)
+        self.health = WriteHealth(directory.name)
         self._write(lambda: None)  # makes the directory, or counts why it cannot
 
     def put(self, key: str, data: bytes) -> bool:
         """False when it could not be written (counted, logged): the caller keeps it in memory."""
-        return self._write(lambda: _atomic_write(self.dir / f"{key}{self.SUFFIX}", data))
+        return self._write(lambda: atomic_write(self.dir / f"{key}{self.SUFFIX}", data))
 
     def remove(self, key: str) -> bool:
         return self._write(lambda: (self.dir / f"{key}{self.SUFFIX}").unlink(missing_ok=True))
@@ -111,7 +111,7 @@ class IdLog:
     def __init__(self, path: Path, limit: int) -> None:
         self.path = path
         self.limit = limit
-        self.health = _WriteHealth(path.name)
+        self.health = WriteHealth(path.name)
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._lines = 0  # lines in the file, so it is rewritten before it grows past 2 x limit
         self._fd: int | None = None
@@ -154,7 +154,7 @@ class IdLog:
         # The rename swaps the file under our O_APPEND descriptor: reopen on the new one.
         self.close()
         try:
-            _atomic_write(self.path, "".join(f"{i}\n" for i in self._ids).encode())
+            atomic_write(self.path, "".join(f"{i}\n" for i in self._ids).encode())
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as err:
             self.health.failed(err)
@@ -173,7 +173,7 @@ class Cursor:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.health = _WriteHealth(path.name)
+        self.health = WriteHealth(path.name)
 
     def load(self) -> dict | None:
         try:
@@ -184,7 +184,7 @@ class Cursor:
 
     def save(self, data: dict) -> bool:
         try:
-            _atomic_write(self.path, json.dumps(data).encode())
+            atomic_write(self.path, json.dumps(data).encode())
         except OSError as err:
             self.health.failed(err)
             return False

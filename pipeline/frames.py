@@ -96,6 +96,17 @@ class Transcript:
     start_s: float = 0.0       # where the utterance lies in the capture stream (s)
     end_s: float = 0.0
     source: str = ""           # copied from the Utterance: which microphone, file or client it came from
+    history: str = ""          # finals only, set by the sink: which numbering pub_seq counts in (pipeline/history.py)
+    pub_seq: int = 0           # 1, 2, ... in publication order within `history`; 0 = not numbered
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Sink to subscribers, every heartbeat on `transcript.history`: the last final published, so a
+    subscriber that missed some learns it even when nothing follows (pipeline/history.py)."""
+    KIND: ClassVar[str] = "history"
+    history: str
+    pub_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +186,10 @@ class Drained:
     utterances: int
 
 
-Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | TurnHint | ReplayRequest | ReplayStart | Ack
-         | Heartbeat | Route | Stop | Activate | Drained)
+Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | History | TurnHint | ReplayRequest
+         | ReplayStart | Ack | Heartbeat | Route | Stop | Activate | Drained)
 KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
-TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack"}
+TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack", "history": b"transcript.history"}
 
 _PY_TYPES = {int: (int,), float: (float, int), str: (str,), bool: (bool,), bytes: (bytes,), list: (list, tuple)}
 

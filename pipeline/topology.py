@@ -87,9 +87,14 @@ def vad_offset(run_dir: Path) -> Path:
     return run_dir / "vad_offset.json"
 
 
+def history(run_dir: Path) -> Path:
+    """The finals published, numbered, for subscribers that missed some (pipeline/history.py)."""
+    return run_dir / "history.bin"
+
+
 def state_paths(run_dir: Path) -> tuple[Path, ...]:
     """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py)."""
-    return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir)
+    return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir), history(run_dir)
 
 
 def events(run_dir: Path) -> str:

@@ -20,6 +20,7 @@ import yaml
 from pipeline import frames, topology
 from pipeline.config import load_config
 from pipeline.harness.waiting import ROOT, wait_until
+from pipeline.history import CatchUp
 from pipeline.transport import Poller, PortSpec, Transport, recv_parts
 
 
@@ -33,11 +34,14 @@ def pipeline_config(run_dir: Path, **sections) -> dict:
 
 
 class Subscriber:
-    """A LUXA client: SUB on the public transcripts endpoint, collecting in a thread."""
+    """A LUXA client: SUB on the public transcripts endpoint, collecting in a thread. Finals come
+    through `CatchUp` (pipeline/history.py) when given the run dir's history file: every final of
+    the run, in order, once, even those published while it was reconnecting to a new sink."""
 
-    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (b"transcript",)) -> None:
-        self.frames: list = []
+    def __init__(self, endpoint: str, topics: tuple[bytes, ...] = (b"transcript",), history: Path | None = None) -> None:
+        self.frames: list = []  # transcripts: partials as heard, finals as CatchUp delivers them
         self.received_at: dict[str, float] = {}  # utt_id -> epoch s when its final arrived here
+        self.catch_up = CatchUp(history, from_start=True) if history else None
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(endpoint, topics), daemon=True)
@@ -51,11 +55,18 @@ class Subscriber:
         self._ready.set()
         while not self._stop.is_set():
             for s in poller.readable(0.1):
-                frame = frames.decode(recv_parts(s))
-                if isinstance(frame, frames.Transcript) and not frame.is_partial:
-                    self.received_at[frame.utt_id] = time.time()
-                self.frames.append(frame)
+                self._take(frames.decode(recv_parts(s)))
         transport.close()
+
+    def _take(self, frame: frames.Frame) -> None:
+        if isinstance(frame, frames.Transcript) and frame.is_partial:
+            self.frames.append(frame)
+            return
+        finals = self.catch_up.receive(frame) if self.catch_up else [frame]
+        for final in finals:
+            if isinstance(final, frames.Transcript):
+                self.received_at[final.utt_id] = time.time()
+                self.frames.append(final)
 
     def transcripts(self) -> list[frames.Transcript]:
         """Finals, in arrival order (the `transcript` subscription also receives `transcript.partial`)."""
@@ -79,7 +90,7 @@ class PipelineProcess:
         self.stdout_lines: list[str] = []
         self.events: list[dict] = []
         self.stderr_lines: list[str] = []
-        self.subscriber = Subscriber(topology.transcripts(self.cfg, run_dir))
+        self.subscriber = Subscriber(topology.transcripts(self.cfg, run_dir), history=topology.history(run_dir))
         self._argv = [sys.executable, "supervisor.py", "--config", str(self.config_path), *args]
         self._env = {**os.environ, **(env or {})}
         self._readers: list[threading.Thread] = []

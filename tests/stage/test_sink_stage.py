@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import frames, metrics
+from pipeline import frames, history, metrics, topology
 from pipeline.harness.stage_driver import StageDriver, of_kind
 from pipeline.transport import PortSpec
 from stages.sink import SinkStage
@@ -54,3 +54,20 @@ def test_partials_go_out_before_their_final_never_after_and_are_not_acknowledged
     driver.send("results", transcript("u3"))
     assert driver.send("results", transcript("u3", text="Cette conf", is_partial=True)) == []
     assert len(of_kind(driver.outputs, frames.Ack)) == 1
+
+
+def test_finals_are_numbered_in_the_history_before_they_go_out_and_each_heartbeat_says_the_last(tmp_path):
+    driver = sink(tmp_path)
+    assert driver.tick(0) == []  # nothing published yet: nothing to say
+    numbered = [driver.send("results", transcript(u))[0][1] for u in ("u1", "u2")]
+    assert [t.pub_seq for t in numbered] == [1, 2] and numbered[0].history == numbered[1].history
+    assert [t.utt_id for t in history.read(topology.history(tmp_path))] == ["u1", "u2"]
+    assert driver.tick(0) == [("public", frames.History(numbered[0].history, 2))]
+
+
+def test_a_final_in_the_history_counts_as_published_even_if_the_sink_died_before_sending_it(tmp_path):
+    kept = history.TranscriptHistory(topology.history(tmp_path))
+    kept.numbered(transcript("u1"))  # a sink SIGKILLed between the history's write and the send
+    kept.close()
+    out = sink(tmp_path).send("results", transcript("u1"))  # the VAD sends it again
+    assert [(p, f.KIND) for p, f in out] == [("internal", "transcript"), ("internal", "ack")]
