@@ -96,7 +96,7 @@ def open_run_dir(cfg: PipelineConfig) -> tuple[Path, RunDirLock]:
 
 def leftover_state(run_dir: Path) -> dict[str, int]:
     """What a previous session left: spooled utterances (and an end-of-stream mark), published ids, cursor."""
-    spool, ids, cursor, _offset = topology.state_paths(run_dir)
+    spool, ids, cursor, _offset, _history = topology.state_paths(run_dir)
     entries = [p.name.removesuffix(Spool.SUFFIX) for p in spool.glob(f"*{Spool.SUFFIX}")] if spool.is_dir() else []
     return {"spooled": sum(key != topology.SPOOL_END_OF_STREAM for key in entries),
             "end_of_stream": int(topology.SPOOL_END_OF_STREAM in entries),
