@@ -70,6 +70,7 @@ class ChaosReport:
     duration_s: float = 0.0
     timed_out: bool = False  # the kills asked for did not all happen within the run's timeout
     laps: int = 1            # passes through a looped recording begun (capture's source_looped + 1)
+    caught_up: int = 0       # finals the subscriber missed on the socket and read from the sink's history
 
     @property
     def lost(self) -> list[str]:
@@ -92,6 +93,7 @@ class ChaosReport:
                 "replaced_by_spare": sum(k.by_spare for k in self.kills),
                 "utterances_closed": len(set(self.closed)), "transcripts_published": len(set(self.published)),
                 "non_speech": len(self.non_speech), "lost": len(self.lost), "duplicated": len(self.duplicated),
+                "caught_up_from_history": self.caught_up,
                 "recovery_ms": {name: _percentiles(v) for name, v in rows.items() if v},
                 "service_recovery_ms": {name: _percentiles(v) for name, v in service.items() if v},
                 "exit_code": self.exit_code, "timed_out": self.timed_out, "duration_s": round(self.duration_s, 1)}
@@ -230,6 +232,7 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     spoken = {utt_id: n for n, utt_id in enumerate(report.closed)}  # closing order, across VAD restarts
     report.texts = [t.text for t in sorted(pipeline.subscriber.transcripts(), key=lambda t: spoken.get(t.utt_id, -1))]
     report.non_speech = {e["utt_id"] for e in pipeline.find("non_speech_dropped")}
+    report.caught_up = pipeline.subscriber.catch_up.filled
     report.laps = 1 + len(pipeline.find("source_looped"))
     ups = pipeline.find("stage_up")
     switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
@@ -291,7 +294,8 @@ def print_table(summary: dict) -> None:
     print(f"kills {summary['kills']} {summary['kills_by_stage']}  unrecovered {summary['unrecovered']}  "
           f"replaced by a spare {summary['replaced_by_spare']}")
     print(f"utterances closed {summary['utterances_closed']}  published {summary['transcripts_published']}  "
-          f"non-speech {summary['non_speech']}  lost {summary['lost']}  duplicated {summary['duplicated']}")
+          f"non-speech {summary['non_speech']}  lost {summary['lost']}  duplicated {summary['duplicated']}  "
+          f"caught up from the history {summary['caught_up_from_history']}")
     print(f"{'recovery (ms)':16} {'p50':>6} {'p95':>6} {'max':>6} {'n':>4}")
     for name, row in summary["recovery_ms"].items():
         print(f"{name:16} {row['p50']:>6} {row['p95']:>6} {row['max']:>6} {row['n']:>4}")
