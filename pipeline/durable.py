@@ -61,6 +61,19 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def rewrite_for_appends(path: Path, data: bytes, health: WriteHealth) -> int | None:
+    """Replace the file atomically, then open the new one for O_APPEND writes (a descriptor opened
+    before the rename would write to the old, unlinked file). None when it failed (counted, logged)."""
+    try:
+        atomic_write(path, data)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as err:
+        health.failed(err)
+        return None
+    health.succeeded()
+    return fd
+
+
 class Spool:
     """One file per key; what is still there after a crash is what was not yet acknowledged."""
 
@@ -153,14 +166,9 @@ class IdLog:
     def _compact(self) -> None:
         # The rename swaps the file under our O_APPEND descriptor: reopen on the new one.
         self.close()
-        try:
-            atomic_write(self.path, "".join(f"{i}\n" for i in self._ids).encode())
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as err:
-            self.health.failed(err)
-            return
-        self._lines = len(self._ids)
-        self.health.succeeded()
+        self._fd = rewrite_for_appends(self.path, "".join(f"{i}\n" for i in self._ids).encode(), self.health)
+        if self._fd is not None:
+            self._lines = len(self._ids)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -25,7 +25,7 @@ import struct
 from pathlib import Path
 
 from pipeline import frames
-from pipeline.durable import WriteHealth, atomic_write
+from pipeline.durable import WriteHealth, rewrite_for_appends
 
 HISTORY_KEPT = 1000  # finals a late subscriber can still catch up on
 _LENGTH = struct.Struct(">I")
@@ -86,16 +86,9 @@ class TranscriptHistory:
         return entry
 
     def _rewrite(self) -> None:
-        # As IdLog: the rename swaps the file under our O_APPEND descriptor, so reopen on the new one.
         self.close()
         self.entries = self.entries[-self.kept:]
-        try:
-            atomic_write(self.path, b"".join(_record(e) for e in self.entries))
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as err:
-            self.health.failed(err)
-            return
-        self.health.succeeded()
+        self._fd = rewrite_for_appends(self.path, b"".join(_record(e) for e in self.entries), self.health)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -2,7 +2,7 @@
 
 The faults are the kernel's own (no mocked file objects): a spool directory replaced by a file or
 deleted, a full tmpfs (root only: it is mounted for the test), a truncated spool entry, a
-truncated cursor, a published-ids file whose directory vanished.
+truncated cursor, a published-ids file and a history whose directory vanished.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import pytest
 
 from pipeline import frames, topology
 from pipeline.durable import Cursor, IdLog
+from pipeline.history import TranscriptHistory, read
+from tests.stage.test_sink_stage import transcript
 from tests.stage.test_vad_stage import SILENT, SPEECH, play, utterances, vad
 
 SPEECH_THEN_SILENCE = [SILENT] * 20 + [SPEECH] * 10 + [SILENT] * 20
@@ -100,3 +102,14 @@ def test_published_ids_that_cannot_be_written_are_kept_and_written_back_whole(tm
     folder.mkdir()
     ids.add("c")  # writes work again: the file comes back with every id held
     assert (folder / "sink_published.ids").read_text().split() == ["a", "b", "c"] and not ids.health.failing
+
+
+def test_a_history_that_cannot_be_written_keeps_numbering_and_is_written_back_whole(tmp_path):
+    folder = tmp_path / "run"  # missing: the run dir was deleted under the sink
+    kept = TranscriptHistory(folder / "history.bin")
+    first = kept.numbered(transcript("a"))
+    assert first.pub_seq == 1 and kept.health.failing  # still numbered and published: counted, logged
+    folder.mkdir()
+    kept.numbered(transcript("b"))  # writes work again: the file comes back with every final held
+    assert [(t.utt_id, t.pub_seq) for t in read(folder / "history.bin")] == [("a", 1), ("b", 2)]
+    assert not kept.health.failing
