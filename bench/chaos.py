@@ -346,8 +346,10 @@ def main() -> None:
                            "duplicated_texts": said.duplicated}
     print_table(summary)
     OUT.mkdir(exist_ok=True)
-    (OUT / "chaos.json").write_text(json.dumps({**summary, "lost_ids": report.lost,
-                                                "duplicated_ids": report.duplicated}, indent=1))
+    # The texts too: a "said but lost" final can then be told from a decode that came out different.
+    (OUT / "chaos.json").write_text(json.dumps({**summary, "lost_ids": report.lost, "duplicated_ids": report.duplicated,
+                                                "texts": report.texts, "clean_texts": clean.texts if clean else None},
+                                               indent=1, ensure_ascii=False))
     print(f"saved {OUT / 'chaos.json'}")
 
 
