@@ -121,12 +121,13 @@ class CatchUp:
         if history != self.history:  # the first one heard, or a new history after a clean stop
             first = self.history is None
             self.history = history
-            self.last_seq = 0 if (self.from_start or not first) else (seq - 1 if heard else seq)
+            self.last_seq = seq - (heard is not None) if first and not self.from_start else 0
         if seq <= self.last_seq:
             return []
+        end = seq if heard else seq + 1  # what the file must fill: up to the final heard, or the beacon's number
         missed = []
-        if seq - (heard is not None) > self.last_seq:
-            missed = [t for t in read(self.path) if t.history == history and self.last_seq < t.pub_seq < seq + (heard is None)]
+        if end - 1 > self.last_seq:
+            missed = [t for t in read(self.path) if t.history == history and self.last_seq < t.pub_seq < end]
             self.filled += len(missed)
         out = missed + ([heard] if heard else [])
         self.last_seq = max([self.last_seq] + [t.pub_seq for t in out])
