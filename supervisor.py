@@ -7,7 +7,6 @@ Decisions come from pipeline/policy.py; this module only carries them out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -17,20 +16,20 @@ import time
 from pathlib import Path
 
 from pipeline import frames, topology
-from pipeline.config import PipelineConfig, load_config_or_exit
+from pipeline.adoption import AdoptedProcess, Record, StageRecord
+from pipeline.config import PipelineConfig, load_config_or_exit, snapshot_text
 from pipeline.exitcodes import ExitCode, describe
 from pipeline.lifecycle import StageState
 from pipeline.logs import LOG_FORMAT_ENV, configure_logging, console_logs, get_logger
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active, hang_reason, memory_reason
-from pipeline.procs import StageProcess, child_env, kill, rss_mib, stage_command, stop_all
-from pipeline.rundir import RunDirError, clear_after_clean_stop, leftover_state, open_run_dir
-from pipeline.testmode import TEST_RECORDING, TestModeCheck
+from pipeline.procs import StageProcess, child_env, child_exit_pipe, kill, rss_mib, stage_command, stop_all, wake_up
+from pipeline.rundir import RunDirError, clear_after_clean_stop, fresh_metrics_dir, leftover_state, open_run_dir
+from pipeline.supervisor_args import overrides_from, parse_args, transcript_view
+from pipeline.testmode import TestModeCheck
 from pipeline.transcription import gpu
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
-ROOT = Path(__file__).resolve().parent
 BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
-DEFAULT_CONFIG = ROOT / "config.yaml"
 CHECK_GRACE_S = 5.0  # test mode: how long after Drained the last transcript's copy may still come
 RECONCILE_EVERY_S = 1.0  # liveness, busy and start checks; exits, state changes and due starts act at once
 
@@ -40,7 +39,7 @@ class Supervisor:
     out the restart and routing decisions of pipeline/policy.py, and stops everything in order."""
 
     def __init__(self, cfg: PipelineConfig, run_dir: Path, transcript_view: str | None, check: TestModeCheck | None,
-                 keep_running: bool = False) -> None:
+                 keep_running: bool = False, record: StageRecord | None = None, inherited: Record | None = None) -> None:
         self.cfg = cfg
         self.keep_running = keep_running
         self.sup = cfg.supervisor
@@ -61,6 +60,9 @@ class Supervisor:
         self.exit_code = ExitCode.CLEAN
         self.env = child_env(str(run_dir / "prom"))
         self.metrics = None  # pipeline.metrics, imported by prepare_metrics()
+        self.record = record or StageRecord(run_dir, snapshot_text(cfg))
+        self.inherited = inherited  # what a crashed predecessor left running, adopted in run()
+        self._settle_until = 0.0  # adopted processes' first heartbeats awaited until then (monotonic s)
 
     def _argv(self, name: str, transcript_view: str | None) -> list[str]:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
@@ -102,7 +104,9 @@ class Supervisor:
             self.check_sock = transport.open(PortSpec("sub", topology.events(self.run_dir), bind=False,
                                                       subscribe=(b"transcript",)))
             sockets.append(self.check_sock)
-        child_exited = _child_exit_pipe()
+        child_exited, wake = child_exit_pipe()
+        if self.inherited:
+            self._adopt(self.inherited, lambda: wake_up(wake))
         poller = Poller([*sockets, child_exited])
         next_route = next_reconcile = last_pass = 0.0
         try:
@@ -172,7 +176,7 @@ class Supervisor:
             self.metrics.STAGE_UP.labels(proc.name).set(1)
             self.log.info("stage_up", stage_name=proc.name, pid=proc.pid,
                           start_s=round(now - proc.spawned_at, 3), restarts=proc.restarts)
-            if proc.name == "sink" and proc.restarts:
+            if proc.name == "sink" and proc.restarts and not proc.adopted:
                 # Results in flight to the dead sink are gone: a new epoch makes the VAD re-send
                 # every unacknowledged utterance (workers answer those from their cache).
                 self.epoch += 1
@@ -205,6 +209,30 @@ class Supervisor:
             p.healthy for n, p in self.procs.items() if n not in topology.WORKERS)
         for spare in self.spares.values():
             self._reconcile_spare(spare, now, serving)
+        self.record.save(self.epoch, self.active, [(p.name, p.pid, p.standby, p.restarts)
+                                                   for p in (*self.procs.values(), *self.spares.values()) if p.alive])
+
+    def _adopt(self, inherited: Record, on_exit) -> None:
+        """Take over the processes a crashed supervisor left serving (pipeline/adoption.py): their
+        first heartbeats tell their state; the route and its epoch carry on unchanged."""
+        now = time.monotonic()
+        for survivor in inherited.survivors:
+            proc = (self.spares if survivor.standby else self.procs).get(survivor.name)
+            if proc is None or proc.popen is not None:
+                self.log.warning("stage_not_adopted", stage_name=survivor.name, pid=survivor.pid,
+                                 reason="not in this topology")
+                kill(StageProcess(survivor.name, [], popen=AdoptedProcess(survivor.pid, on_exit)))
+                continue
+            proc.popen, proc.adopted, proc.restarts, proc.start_at = AdoptedProcess(survivor.pid, on_exit), True, survivor.restarts, None
+            proc.state, proc.spawned_at, proc.last_heartbeat = StageState.STARTING, now, now
+            self.log.info("stage_adopted", stage_name=proc.name, pid=proc.pid, standby=proc.standby)
+        self.epoch = inherited.epoch
+        if inherited.active in self.procs and self.procs[inherited.active].adopted:
+            self.active = inherited.active
+            for name in topology.WORKERS:
+                self.metrics.ACTIVE_WORKER.labels(name).set(1 if name == self.active else 0)
+        self.metrics.mark_dead(inherited.supervisor_pid)
+        self._settle_until = now + self.sup.heartbeat_interval_s * self.sup.heartbeat_liveness
 
     def _reconcile_spare(self, spare: StageProcess, now: float, serving: bool) -> None:
         """Keep one preloaded spare behind each healthy active process; never give up on spares."""
@@ -308,6 +336,9 @@ class Supervisor:
                 self.request_stop(f"{proc.name} failed permanently", ExitCode.FAILURE)
 
     def _update_route(self) -> None:
+        if time.monotonic() < self._settle_until and any(
+                p.adopted and p.alive and p.last_heartbeat == p.spawned_at for p in self.procs.values()):
+            return  # an adopted worker not heard from yet is not a failed one
         healthy = [name for name, p in self.procs.items() if name in topology.WORKERS and p.healthy]
         active = choose_active(healthy, topology.WORKERS)
         if active == self.active:
@@ -326,6 +357,8 @@ class Supervisor:
         # Re-sent every heartbeat interval: PUB/SUB drops messages sent before a peer joins.
         if self.active:
             send(self.down, frames.Route(self.active, self.epoch), "supervisor", 0)
+        owned = [p.pid for p in (*self.procs.values(), *self.spares.values()) if p.alive]
+        send(self.down, frames.Owned(os.getpid(), owned), "supervisor", 0)  # pipeline/ownership.py
 
     def _shutdown(self) -> None:
         """Front doors first (capture, Wyoming), then VAD (which finishes the utterance in flight), then the rest."""
@@ -357,55 +390,6 @@ class Supervisor:
                        "engine_answered_age_s": answered_age_s, "breakers": breakers}
 
 
-def _child_exit_pipe() -> int:
-    """A pipe that turns readable when a signal (SIGCHLD: a stage died) arrives, for the poller:
-    a death is handled at once instead of at the next 0.1 s tick."""
-    read_end, write_end = os.pipe()
-    for fd in (read_end, write_end):
-        os.set_blocking(fd, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up fd is written
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    return read_end
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="LUXA speech front end supervisor")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    parser.add_argument("--source", help="play this audio file or folder instead of the microphone, then exit")
-    parser.add_argument("--test-mode", action="store_true", help="play the bundled French recording and check it")
-    parser.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes them")
-    parser.add_argument("--loop", action="store_true", help="file sources: play them again and again until stopped")
-    parser.add_argument("--run-dir", help="private runtime directory (sockets, metrics, config snapshot)")
-    parser.add_argument("--keep-running", action="store_true", help="after a --source is done, keep serving until stopped")
-    parser.add_argument("--quiet", action="store_true", help="do not print transcripts on stdout")
-    parser.add_argument("--json", action="store_true",
-                        help="transcripts on stdout as JSON lines even on a terminal (the default when it is not one)")
-    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
-                        help="stderr: readable lines on a terminal and JSON lines otherwise (auto), or either always")
-    parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
-    return parser.parse_args(argv)
-
-
-def overrides_from(args: argparse.Namespace) -> dict:
-    audio: dict = {}
-    if args.test_mode:
-        audio["source"] = str(TEST_RECORDING)
-    elif args.source:
-        audio["source"] = str(Path(args.source).resolve())
-    if args.fast:
-        audio["pace"] = "fast"
-    if args.loop:
-        audio["loop"] = True
-    return {"audio": audio, **({"run_dir": args.run_dir} if args.run_dir else {})}
-
-
-def transcript_view(args: argparse.Namespace) -> str | None:
-    """What the sink prints on stdout: nothing, a live view for a person, or JSON lines for a program."""
-    if args.quiet:
-        return None
-    return "json" if args.json or not sys.stdout.isatty() else "live"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ[LOG_FORMAT_ENV] = args.log_format  # read by every stage's configure_logging
@@ -424,11 +408,16 @@ def main(argv: list[str] | None = None) -> int:
     left = leftover_state(run_dir)
     if any(left.values()):
         get_logger().warning("state_resumed", run_dir=str(run_dir), **left)  # the last session did not stop cleanly
+    record = StageRecord(run_dir, snapshot_text(cfg))
+    inherited = record.inherit(get_logger())
+    if inherited is None:
+        fresh_metrics_dir(run_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "prom")  # before prometheus_client is imported
     from pipeline.health import HealthServer
 
     check = TestModeCheck() if args.test_mode else None
-    supervisor = Supervisor(cfg, run_dir, transcript_view(args), check=check, keep_running=args.keep_running)
+    supervisor = Supervisor(cfg, run_dir, transcript_view(args), check=check, keep_running=args.keep_running,
+                            record=record, inherited=inherited)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.request_stop("signal"))
     supervisor.prepare_metrics()

@@ -12,7 +12,8 @@ processes' own logs: process (SIGKILL -> the replacement READY: the stage's prel
 it had one ready, else a cold start) and service (for a worker: until a worker is routed again;
 killing the standby worker interrupts nothing). `--victims all` (the default) also kills the
 preloaded spares and the supervisor itself; the harness then restarts the supervisor as systemd
-would (its leftover processes SIGKILLed, the same run dir), and the restarted one resumes.
+would (KillMode=process: its stages left running, the same run dir), and the restarted one adopts
+what still runs and resumes the rest.
 
 `--against-clean` first plays the same recording once without kills and then compares what was
 *said* (bench/said.py: the clean run's finals, by words) with what the chaos run published, so
@@ -235,12 +236,13 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
     report.caught_up = pipeline.subscriber.catch_up.filled
     report.laps = 1 + len(pipeline.find("source_looped"))
     ups = pipeline.find("stage_up")
+    adopted = {e["pid"] for e in pipeline.find("stage_adopted")}
     switches = [(_wall(e), e["to_worker"]) for e in pipeline.find("worker_switched")]
     promoted = {e["replaces"] for e in pipeline.find("spare_promoted")}
     spares_ready = [(_wall(e), f"spare:{e['stage_name']}") for e in pipeline.find("spare_ready")]
     for kill in report.kills:
         if kill.stage == SUPERVISOR:
-            kill.recovered_s = kill.service_s = _pipeline_back(kill, ups)
+            kill.recovered_s, kill.service_s = _supervisor_back(kill, ups, adopted)
             continue
         if kill.stage in SPARES:  # nothing was interrupted; the process is back once a new spare is ready
             later = [t for t, name in spares_ready if name == kill.stage and t >= kill.at_wall_s]
@@ -253,17 +255,19 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
         kill.by_spare = kill.pid in promoted
 
 
-def _pipeline_back(kill: Kill, ups: list[dict]) -> float | None:
-    """A supervisor kill takes every stage down: until the restarted one has capture, VAD, sink and a worker up."""
-    firsts = {}
+def _supervisor_back(kill: Kill, ups: list[dict], adopted: set[int]) -> tuple[float | None, float | None]:
+    """(process: until the restarted supervisor has capture, VAD, sink and a worker up; service: 0
+    when it adopted every one of them, which never stopped serving, else the same)."""
+    firsts: dict[str, dict] = {}
     for event in ups:
         if _wall(event) >= kill.at_wall_s:
-            firsts.setdefault(event["stage_name"], _wall(event))
-    needed = [firsts.get(name) for name in ("capture", "vad", "sink")]
-    worker = min((firsts[w] for w in WORKERS if w in firsts), default=None)
-    if None in needed or worker is None:
-        return None
-    return max(*needed, worker) - kill.at_wall_s
+            firsts.setdefault(event["stage_name"], event)
+    worker = min((firsts[w] for w in WORKERS if w in firsts), key=_wall, default=None)
+    needed = [firsts.get(name) for name in ("capture", "vad", "sink")] + [worker]
+    if None in needed:
+        return None, None
+    back = max(map(_wall, needed)) - kill.at_wall_s
+    return back, 0.0 if all(e["pid"] in adopted for e in needed) else back
 
 
 def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> float | None:

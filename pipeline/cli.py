@@ -41,7 +41,7 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
     stage = make_stage(cfg, args)
     sup = cfg.supervisor
     runner = StageRunner(stage, sup.heartbeat_interval_s, sup.drain_timeout_s, record_path=args.record,
-                         spare_heartbeat_interval_s=sup.spare_heartbeat_interval_s)
+                         spare_heartbeat_interval_s=sup.spare_heartbeat_interval_s, orphan_grace_s=sup.orphan_grace_s)
     try:
         if args.out:
             code = runner.replay(args.replay, args.out)

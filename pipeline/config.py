@@ -254,6 +254,9 @@ class SupervisorConfig(_Strict):
     start_timeout_s: float = Field(120.0, gt=0)
     """A stage not READY this long after spawn counts as failed (model load included)."""
     graceful_timeout_s: float = Field(10.0, gt=0)
+    orphan_grace_s: float = Field(10.0, gt=0)
+    """A stage whose supervisor died keeps serving this long for a restarted supervisor (systemd's
+    Restart=on-failure) to adopt it, then exits: a supervisor crash then interrupts nothing."""
     drain_timeout_s: float = Field(30.0, gt=0)
     max_rss_mb: dict[str, int] = Field(default_factory=lambda: {
         "capture": 512, "vad": 512, "sink": 512, "wyoming": 512, "openai": 512, "transcribe_cpu": 3072, "transcribe_gpu": 6144})
@@ -369,10 +372,15 @@ def load_config_or_exit(path: str | Path | None, overrides: dict | None = None) 
         sys.exit(ExitCode.CONFIG_ERROR)
 
 
+def snapshot_text(cfg: PipelineConfig) -> str:
+    """The validated tree as the stages read it (and as a restarted supervisor compares it)."""
+    return json.dumps(cfg.model_dump(mode="json"), indent=2)
+
+
 def write_snapshot(cfg: PipelineConfig, path: Path) -> None:
     """Write the validated tree so every (re)started stage sees the same config."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2), encoding="utf-8")
+    tmp.write_text(snapshot_text(cfg), encoding="utf-8")
     tmp.replace(path)
 
 

@@ -13,10 +13,16 @@ class ExitCode(enum.IntEnum):
     CONFIG_ERROR = 78  # EX_CONFIG: never restart
 
 
+EXIT_STATUS_UNKNOWN = -1000
+"""The "return code" of a process the supervisor adopted: it is not our child, so its status is not ours to read."""
+
+
 def describe(code: int | None) -> str:
     """Human name for a child's return code (negative = killed by a signal)."""
     if code is None:
         return "running"
+    if code == EXIT_STATUS_UNKNOWN:
+        return "exited_status_unknown"
     if code < 0:
         return f"signal_{-code}"
     try:

@@ -180,6 +180,16 @@ class Activate:
 
 
 @dataclass(frozen=True, slots=True)
+class Owned:
+    """Supervisor to stages, every heartbeat interval: the pids it owns. A stage whose supervisor
+    died keeps serving while a restarted supervisor names it here (it adopted the stage), and
+    exits at once when one does not (pipeline/ownership.py)."""
+    KIND: ClassVar[str] = "owned"
+    supervisor_pid: int
+    pids: list
+
+
+@dataclass(frozen=True, slots=True)
 class Drained:
     """VAD to supervisor: end of stream reached and every utterance acknowledged."""
     KIND: ClassVar[str] = "drained"
@@ -187,7 +197,7 @@ class Drained:
 
 
 Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | History | TurnHint | ReplayRequest
-         | ReplayStart | Ack | Heartbeat | Route | Stop | Activate | Drained)
+         | ReplayStart | Ack | Heartbeat | Route | Stop | Activate | Owned | Drained)
 KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
 TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack", "history": b"transcript.history"}
 

@@ -71,7 +71,8 @@ OUTCOMES = ("ok", "non_speech", "partial", "error")    # stt_transcriptions_tota
 WYOMING_OUTCOMES = ("transcript", "empty", "error", "refused")  # stt_wyoming_turns_total{outcome}
 HANG_REASONS = ("heartbeat_missed", "busy_too_long", "start_timeout", "memory_limit")  # besides exit_N, signal_N
 CLOSE_REASONS = ("silence", "max_silence", "turn_complete", "max_length", "flush", "request")  # stt_utterances_total{reason}
-STATE_STORES = ("vad_spool", "sink_published.ids", "capture_cursor.json", "vad_offset.json", "history.bin")  # stt_state_write_errors_total{store}
+STATE_STORES = ("vad_spool", "sink_published.ids", "capture_cursor.json", "vad_offset.json", "history.bin",
+                "stages.json")  # stt_state_write_errors_total{store}
 
 
 class Children:

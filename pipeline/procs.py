@@ -8,8 +8,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.lifecycle import StageState
+
+if TYPE_CHECKING:
+    from pipeline.adoption import AdoptedProcess
 
 
 @dataclass
@@ -17,7 +21,7 @@ class StageProcess:
     """One supervised stage and what the supervisor knows about it (monotonic times)."""
     name: str
     argv: list[str]
-    popen: subprocess.Popen | None = None
+    popen: subprocess.Popen | AdoptedProcess | None = None
     state: StageState = StageState.DOWN  # from the last heartbeat; DOWN when not running
     spawned_at: float = 0.0
     last_heartbeat: float = 0.0
@@ -28,6 +32,7 @@ class StageProcess:
     ready_reported: bool = False
     standby: bool = False          # a spare: spawned with --standby, serves only after Activate
     memory_check_at: float = 0.0   # when its resident memory is read next
+    adopted: bool = False          # left running by a crashed supervisor (pipeline/adoption.py)
 
     @property
     def pid(self) -> int | None:
@@ -46,7 +51,7 @@ class StageProcess:
         # Own session: a Ctrl-C in the terminal reaches only the supervisor, which then stops
         # the stages in order (capture first, so the utterance in flight can finish).
         self.popen = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.state, self.spawned_at, self.last_heartbeat = StageState.STARTING, now, now
+        self.state, self.spawned_at, self.last_heartbeat, self.adopted = StageState.STARTING, now, now, False
         self.busy_since_ns, self.start_at, self.ready_reported = 0, None, False
 
 
@@ -96,3 +101,22 @@ def kill(proc: StageProcess) -> None:
     if proc.alive:
         proc.popen.kill()
         proc.popen.wait()
+
+
+def child_exit_pipe() -> tuple[int, int]:
+    """A pipe that turns readable when a signal (SIGCHLD: a stage died) arrives, for the poller:
+    a death is handled at once instead of at the next 0.1 s tick. The write end is also written
+    when an adopted process (not our child: no SIGCHLD) exits."""
+    read_end, write_end = os.pipe()
+    for fd in (read_end, write_end):
+        os.set_blocking(fd, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up fd is written
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    return read_end, write_end
+
+
+def wake_up(write_end: int) -> None:
+    try:
+        os.write(write_end, b"\0")
+    except BlockingIOError:
+        pass  # full: a wake-up is already pending

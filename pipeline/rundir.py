@@ -83,20 +83,25 @@ class RunDirLock:
 
 
 def open_run_dir(cfg: PipelineConfig) -> tuple[Path, RunDirLock]:
-    """Checked, locked, with fresh metrics and the config snapshot; the stages' state is kept.
-    Raises RunDirError when it is not safe to use."""
+    """Checked, locked, with the config snapshot; the stages' state is kept. Raises RunDirError
+    when it is not safe to use."""
     run_dir = cfg.resolved_run_dir()
     check_private(run_dir)
     lock = RunDirLock(run_dir)
-    shutil.rmtree(run_dir / "prom", ignore_errors=True)  # metrics are per session; dead pids' files go
-    (run_dir / "prom").mkdir()
     write_snapshot(cfg, run_dir / "config.resolved.json")
     return run_dir, lock
 
 
+def fresh_metrics_dir(run_dir: Path) -> None:
+    """Metrics are per session: a start that adopted no process drops the dead pids' files. (One
+    that adopted some carries the session on: their files are theirs.)"""
+    shutil.rmtree(run_dir / "prom", ignore_errors=True)
+    (run_dir / "prom").mkdir()
+
+
 def leftover_state(run_dir: Path) -> dict[str, int]:
     """What a previous session left: spooled utterances (and an end-of-stream mark), published ids, cursor."""
-    spool, ids, cursor, _offset, _history = topology.state_paths(run_dir)
+    spool, ids, cursor = topology.state_paths(run_dir)[:3]
     entries = [p.name.removesuffix(Spool.SUFFIX) for p in spool.glob(f"*{Spool.SUFFIX}")] if spool.is_dir() else []
     return {"spooled": sum(key != topology.SPOOL_END_OF_STREAM for key in entries),
             "end_of_stream": int(topology.SPOOL_END_OF_STREAM in entries),

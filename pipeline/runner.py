@@ -21,13 +21,14 @@ from pipeline.exitcodes import ExitCode
 from pipeline.frames import Frame, FrameDecodeError
 from pipeline.lifecycle import StageFailed, StageStartError, StageState
 from pipeline.logs import bind_process_context, get_logger
+from pipeline.ownership import Ownership
 from pipeline.recording import RecordReader, RecordWriter
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
 __all__ = ["CONTROL", "Output", "Stage", "StageFailed", "StageRunner", "StageStartError", "StageState"]
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
-CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND)
+CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND, frames.Owned.KIND)
 PREEMPT_CHECK_S = 0.01  # how often a running call for a less urgent input looks for a more urgent one
 
 
@@ -116,7 +117,7 @@ class StageRunner:
 
     def __init__(self, stage: Stage, heartbeat_interval_s: float = 1.0, drain_timeout_s: float = 30.0,
                  clock: Callable[[], int] = time.monotonic_ns, record_path: Path | None = None,
-                 spare_heartbeat_interval_s: float | None = None) -> None:
+                 spare_heartbeat_interval_s: float | None = None, orphan_grace_s: float = 10.0) -> None:
         self.stage = stage
         self.state = StageState.STARTING
         self._hb_ns = int(heartbeat_interval_s * 1e9)
@@ -129,9 +130,9 @@ class StageRunner:
         self._outbox: deque[Output] = deque()
         self._stop_requested = False
         self._drain_deadline_ns = 0
-        self._ppid = os.getppid()
         self._recorder = RecordWriter(record_path) if record_path else None
         self._log = get_logger()
+        self._ownership = Ownership(orphan_grace_s, self._log)
         self._sockets: dict = {}
         self._frames_in, self._frames_out = metrics.Children(metrics.FRAMES_IN), metrics.Children(metrics.FRAMES_OUT)
 
@@ -208,6 +209,8 @@ class StageRunner:
             frame = self._decode("_control_down", recv_parts(control))
             if isinstance(frame, frames.Stop):
                 return False
+            if isinstance(frame, frames.Owned):
+                self._on_owned(frame)
             if isinstance(frame, frames.Activate) and frame.pid == os.getpid():
                 bind_process_context(restart_count=frame.restart_count)
                 self._log.info("spare_activated")
@@ -285,6 +288,9 @@ class StageRunner:
             return
         if isinstance(frame, frames.Activate):
             return  # addressed to a spare; this process is already active
+        if isinstance(frame, frames.Owned):
+            self._on_owned(frame)
+            return
         if self.state is StageState.READY:
             self._set_state(StageState.RUNNING)
         port = CONTROL if port == "_control_down" else port
@@ -340,13 +346,19 @@ class StageRunner:
     def _send_heartbeat(self) -> None:
         if CONTROL not in self._sockets:
             return
-        if os.getppid() != self._ppid:
-            # The supervisor is gone (even SIGKILLed): never outlive it. os._exit because a
-            # model call may still hold the worker thread, which a normal exit would wait for.
-            self._log.error("supervisor_gone", ppid=self._ppid)
-            os._exit(ExitCode.TRANSIENT)
+        self._exit_if_unowned(self._ownership.exit_reason())
         hb = frames.Heartbeat(self.stage.name, os.getpid(), self.state.value, self.stage.last_seq, self._busy_since_ns)
         send(self._sockets[CONTROL], hb, self.stage.name, 0)
+
+    def _on_owned(self, frame: frames.Owned) -> None:
+        self._exit_if_unowned(self._ownership.on_owned(frame))
+
+    def _exit_if_unowned(self, reason: str | None) -> None:
+        """No supervisor owns this process (pipeline/ownership.py): exit, as a crashed stage would.
+        os._exit because a model call may still hold the worker thread, which a normal exit waits for."""
+        if reason:
+            self._log.error("stage_unowned", reason=reason)
+            os._exit(ExitCode.TRANSIENT)
 
     def _finish(self, transport: Transport) -> None:
         self.state = StageState.STOPPED

@@ -92,9 +92,15 @@ def history(run_dir: Path) -> Path:
     return run_dir / "history.bin"
 
 
+def stage_record(run_dir: Path) -> Path:
+    """Which process serves each stage, for a restarted supervisor to adopt (pipeline/adoption.py)."""
+    return run_dir / "stages.json"
+
+
 def state_paths(run_dir: Path) -> tuple[Path, ...]:
     """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py)."""
-    return vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir), history(run_dir)
+    return (vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir), history(run_dir),
+            stage_record(run_dir))
 
 
 def events(run_dir: Path) -> str:

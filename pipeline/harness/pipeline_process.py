@@ -106,12 +106,9 @@ class PipelineProcess:
         self._readers += readers
 
     def restart_after_crash(self) -> None:
-        """What systemd does for the unit (KillMode=mixed, Restart=on-failure) once the supervisor
-        died: SIGKILL whatever is left of its processes, then start it again on the same run dir."""
+        """What systemd does for the unit (KillMode=process, Restart=on-failure) once the supervisor
+        died: start it again on the same run dir, its stages left running for it to adopt."""
         self.proc.wait()
-        for pid in [*self.stage_pids().values(), *self.spare_pids().values()]:
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
         self._spawn()
 
     @staticmethod

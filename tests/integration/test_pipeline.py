@@ -146,7 +146,8 @@ def test_sigstopped_worker_is_found_hung_by_its_heartbeat_replaced_and_its_work_
     assert len(ids) == 4 and len(set(ids)) == 4, pipeline.log_tail()
 
 
-def test_sigterm_stops_every_stage_and_sigkilled_supervisor_leaves_no_orphans(run_dir, start_pipeline):
+def test_sigterm_stops_every_stage_and_a_sigkilled_supervisor_nobody_restarts_leaves_no_orphans(
+        run_dir, start_pipeline):
     cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}})
     pipeline = start_pipeline(cfg, "--source", str(AUDIO))
     for stage in ("sink", "vad", "capture", "transcribe_cpu"):
@@ -156,7 +157,9 @@ def test_sigterm_stops_every_stage_and_sigkilled_supervisor_leaves_no_orphans(ru
     assert pipeline.wait_exit(60) == 0
     assert not [name for name, pid in pids.items() if pid_alive(pid)]
 
-    second = start_pipeline({**cfg, "run_dir": str(run_dir / "again")}, "--source", str(AUDIO))
+    # Stages outlive a dead supervisor for orphan_grace_s (for its restart to adopt them), then exit.
+    second = start_pipeline({**cfg, "run_dir": str(run_dir / "again"),
+                             "supervisor": {**cfg["supervisor"], "orphan_grace_s": 1}}, "--source", str(AUDIO))
     for stage in ("sink", "vad", "capture", "transcribe_cpu"):
         second.wait_event("stage_up", stage_name=stage, timeout_s=90)
     pids = second.stage_pids()

@@ -30,16 +30,17 @@ def long_source(folder):
 def test_a_sigkilled_supervisor_restarted_on_its_run_dir_loses_and_repeats_no_closed_utterance(
         run_dir, start_pipeline, tmp_path):
     source = long_source(tmp_path / "source")
-    # No spares and a patient hang detector: the stopped sink below stays the sink.
+    # No spares and a patient hang detector: the stopped sink below stays the sink. A short orphan
+    # grace: no supervisor adopts the first session's stages (see the next test), they exit.
     cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}},
-                          supervisor={"spares": [], "heartbeat_liveness": 600, "max_busy_s": 600})
+                          supervisor={"spares": [], "heartbeat_liveness": 600, "max_busy_s": 600, "orphan_grace_s": 1})
     first = start_pipeline(cfg, "--source", str(source))
     wait_until(lambda: first.subscriber.transcripts(), 120, what="a first transcript")
     pids = first.stage_pids()
     os.kill(pids["sink"], signal.SIGSTOP)  # nothing is published (or acknowledged) from here on
     closed = len(first.find("utterance_closed"))
     wait_until(lambda: len(first.find("utterance_closed")) > closed, 60, what="an utterance closed while nothing publishes")
-    first.proc.kill()  # SIGKILL: no drain, no cleanup; every stage follows it down
+    first.proc.kill()  # SIGKILL: no drain, no cleanup; the stages exit when nobody adopts them
     os.kill(pids["sink"], signal.SIGKILL)
     heard_first = {t.utt_id for t in first.subscriber.transcripts()}
     wait_until(lambda: not any(pid_alive(pid) for pid in pids.values()), 15, what="the first session's stages to exit")
@@ -58,6 +59,30 @@ def test_a_sigkilled_supervisor_restarted_on_its_run_dir_loses_and_repeats_no_cl
     assert len(published) == len(set(published)), "a transcript was published twice"
     assert closed_ids - dropped == set(published), second.log_tail()
     assert not any(leftover_state(run_dir).values())  # a clean stop with nothing pending clears it
+
+
+def test_a_sigkilled_supervisor_restarted_adopts_its_stages_which_never_stop_serving(run_dir, start_pipeline, tmp_path):
+    source = long_source(tmp_path / "source")
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}, supervisor={"spares": ["vad"]})
+    pipeline = start_pipeline(cfg, "--source", str(source))
+    wait_until(lambda: pipeline.subscriber.transcripts() and pipeline.find("spare_ready"), 120,
+               what="a first transcript and the VAD's spare preloaded")
+    serving, spare = pipeline.stage_pids(), pipeline.spare_pids()["vad"]
+    heard_before = len(pipeline.subscriber.transcripts())
+    pipeline.proc.kill()
+    pipeline.restart_after_crash()  # as systemd would (KillMode=process): the stages were left running
+    assert pipeline.wait_exit(180) == 0, pipeline.log_tail()
+    adopted = {(e["stage_name"], e["pid"]) for e in pipeline.find("stage_adopted")}
+    assert adopted == {*serving.items(), ("vad", spare)}, pipeline.log_tail()
+    # Nothing started again (no model loaded twice), nothing failed, the route never moved.
+    assert pipeline.stage_pids() == serving and pipeline.spare_pids() == {"vad": spare}
+    assert not pipeline.find("stage_failed") and not pipeline.find("stage_unowned")
+    assert len(pipeline.find("worker_switched")) == 1
+    published = [t.utt_id for t in pipeline.subscriber.transcripts()]
+    closed = {e["utt_id"] for e in pipeline.find("utterance_closed")} - {
+        e["utt_id"] for e in pipeline.find("non_speech_dropped")}
+    assert len(published) == len(set(published)) and set(published) == closed, pipeline.log_tail()
+    assert len(published) > heard_before  # the adopted stages went on transcribing
 
 
 def test_a_second_supervisor_on_a_live_run_dir_is_refused(run_dir, start_pipeline):

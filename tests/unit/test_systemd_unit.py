@@ -17,6 +17,7 @@ def test_the_unit_restarts_on_failure_but_never_on_a_refused_config():
     assert service["Restart"] == "on-failure"
     assert service["RestartPreventExitStatus"] == str(int(ExitCode.CONFIG_ERROR))
     assert service["KillSignal"] == "SIGTERM"  # the VAD drains on SIGTERM
+    assert service["KillMode"] == "process"  # a crashed supervisor's stages live on for its restart to adopt
     argv = shlex.split(service["ExecStart"])
     assert argv[1] == "supervisor.py"
     parse_args(argv[2:])  # the options it passes exist

@@ -1,0 +1,50 @@
+"""`python supervisor.py`'s command line: its options, and what they change in the config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.testmode import TEST_RECORDING
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "config.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="LUXA speech front end supervisor")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    parser.add_argument("--source", help="play this audio file or folder instead of the microphone, then exit")
+    parser.add_argument("--test-mode", action="store_true", help="play the bundled French recording and check it")
+    parser.add_argument("--fast", action="store_true", help="file sources: as fast as the pipeline takes them")
+    parser.add_argument("--loop", action="store_true", help="file sources: play them again and again until stopped")
+    parser.add_argument("--run-dir", help="private runtime directory (sockets, metrics, config snapshot)")
+    parser.add_argument("--keep-running", action="store_true", help="after a --source is done, keep serving until stopped")
+    parser.add_argument("--quiet", action="store_true", help="do not print transcripts on stdout")
+    parser.add_argument("--json", action="store_true",
+                        help="transcripts on stdout as JSON lines even on a terminal (the default when it is not one)")
+    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
+                        help="stderr: readable lines on a terminal and JSON lines otherwise (auto), or either always")
+    parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
+    return parser.parse_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    audio: dict = {}
+    if args.test_mode:
+        audio["source"] = str(TEST_RECORDING)
+    elif args.source:
+        audio["source"] = str(Path(args.source).resolve())
+    if args.fast:
+        audio["pace"] = "fast"
+    if args.loop:
+        audio["loop"] = True
+    return {"audio": audio, **({"run_dir": args.run_dir} if args.run_dir else {})}
+
+
+def transcript_view(args: argparse.Namespace) -> str | None:
+    """What the sink prints on stdout: nothing, a live view for a person, or JSON lines for a program."""
+    if args.quiet:
+        return None
+    return "json" if args.json or not sys.stdout.isatty() else "live"
