@@ -23,10 +23,12 @@ speech that never became an utterance (a VAD killed mid-sentence) counts as lost
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import random
+import shutil
 import signal
 import statistics
 import tempfile
@@ -342,6 +344,8 @@ def main() -> None:
                            max_kills=None if args.kills_per_stage else args.kills,
                            kills_per_stage=args.kills_per_stage, seed=args.seed,
                            stages=EVERYTHING if args.victims == "all" else STAGES)
+        OUT.mkdir(exist_ok=True)
+        shutil.copy(run_dir / "pipeline.log", OUT / "chaos-pipeline.log")  # to profile a slow recovery afterwards
     summary = report.summary()
     if clean is not None:
         said = compare_said(clean.texts, report.texts)
@@ -349,9 +353,9 @@ def main() -> None:
                            "duplicated": len(said.duplicated), "lost_texts": said.lost,
                            "duplicated_texts": said.duplicated}
     print_table(summary)
-    OUT.mkdir(exist_ok=True)
     # The texts too: a "said but lost" final can then be told from a decode that came out different.
     (OUT / "chaos.json").write_text(json.dumps({**summary, "lost_ids": report.lost, "duplicated_ids": report.duplicated,
+                                                "per_kill": [dataclasses.asdict(k) for k in report.kills],
                                                 "texts": report.texts, "clean_texts": clean.texts if clean else None},
                                                indent=1, ensure_ascii=False))
     print(f"saved {OUT / 'chaos.json'}")
