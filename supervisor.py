@@ -217,13 +217,17 @@ class Supervisor:
         first heartbeats tell their state; the route and its epoch carry on unchanged."""
         now = time.monotonic()
         for survivor in inherited.survivors:
+            try:
+                adopted = AdoptedProcess(survivor.pid, on_exit)
+            except ProcessLookupError:
+                continue  # exited since the record was read: started afresh like any dead stage
             proc = (self.spares if survivor.standby else self.procs).get(survivor.name)
             if proc is None or proc.popen is not None:
                 self.log.warning("stage_not_adopted", stage_name=survivor.name, pid=survivor.pid,
                                  reason="not in this topology")
-                kill(StageProcess(survivor.name, [], popen=AdoptedProcess(survivor.pid, on_exit)))
+                kill(StageProcess(survivor.name, [], popen=adopted))
                 continue
-            proc.popen, proc.adopted, proc.restarts, proc.start_at = AdoptedProcess(survivor.pid, on_exit), True, survivor.restarts, None
+            proc.popen, proc.adopted, proc.restarts, proc.start_at = adopted, True, survivor.restarts, None
             proc.state, proc.spawned_at, proc.last_heartbeat = StageState.STARTING, now, now
             self.log.info("stage_adopted", stage_name=proc.name, pid=proc.pid, standby=proc.standby)
         self.epoch = inherited.epoch
