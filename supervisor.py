@@ -62,7 +62,8 @@ class Supervisor:
         self.metrics = None  # pipeline.metrics, imported by prepare_metrics()
         self.record = record or StageRecord(run_dir, snapshot_text(cfg))
         self.inherited = inherited  # what a crashed predecessor left running, adopted in run()
-        self._settle_until = 0.0  # adopted processes' first heartbeats awaited until then (monotonic s)
+        self._settle_until = 0.0  # adopted workers' first heartbeats awaited until then (monotonic s)
+        self._unheard: set[int] = set()  # adopted workers not heard from yet: not failed, just unknown
 
     def _argv(self, name: str, transcript_view: str | None) -> list[str]:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
@@ -163,6 +164,7 @@ class Supervisor:
             self.log.warning("frame_malformed", port="control_up", reason=f"unknown stage state {hb.state!r}")
             return
         now = time.monotonic()
+        self._unheard.discard(hb.pid)
         self._reconcile_now = self._reconcile_now or state is not proc.state
         proc.state, proc.last_heartbeat, proc.busy_since_ns = state, now, hb.busy_since_ns
         if proc.standby:
@@ -230,6 +232,8 @@ class Supervisor:
             proc.popen, proc.adopted, proc.restarts, proc.start_at = adopted, True, survivor.restarts, None
             proc.state, proc.spawned_at, proc.last_heartbeat = StageState.STARTING, now, now
             self.log.info("stage_adopted", stage_name=proc.name, pid=proc.pid, standby=proc.standby)
+            if proc.name in topology.WORKERS and not proc.standby:
+                self._unheard.add(proc.pid)
         self.epoch = inherited.epoch
         if inherited.active in self.procs and self.procs[inherited.active].adopted:
             self.active = inherited.active
@@ -341,8 +345,8 @@ class Supervisor:
 
     def _update_route(self) -> None:
         if time.monotonic() < self._settle_until and any(
-                p.adopted and p.alive and p.last_heartbeat == p.spawned_at for p in self.procs.values()):
-            return  # an adopted worker not heard from yet is not a failed one
+                p.pid in self._unheard and p.alive for n, p in self.procs.items() if n in topology.WORKERS):
+            return  # an adopted worker not heard from yet is not a failed one: keep its route
         healthy = [name for name, p in self.procs.items() if name in topology.WORKERS and p.healthy]
         active = choose_active(healthy, topology.WORKERS)
         if active == self.active:

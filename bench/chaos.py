@@ -273,12 +273,14 @@ def _supervisor_back(kill: Kill, ups: list[dict], adopted: set[int]) -> tuple[fl
 
 
 def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> float | None:
-    """A killed standby worker interrupts nothing; a killed active one until a worker is routed again."""
+    """A killed standby worker interrupts nothing; a killed active one until a worker is routed
+    again, or its replacement is READY while the route still names it (no switch was needed)."""
     before = [to for t, to in switches if t < kill.at_wall_s]
     if not before or before[-1] != kill.stage:
         return 0.0
-    routed = [t for t, to in switches if t >= kill.at_wall_s and to is not None]
-    return min(routed) - kill.at_wall_s if routed else None
+    routed = [t - kill.at_wall_s for t, to in switches if t >= kill.at_wall_s and to is not None]
+    back = [v for v in (min(routed, default=None), kill.recovered_s) if v is not None]
+    return min(back) if back else None
 
 
 def build_recording(minutes: float, path: Path, pause_s: float = 1.0, seed: int = 0) -> int:
