@@ -254,7 +254,7 @@ class SupervisorConfig(_Strict):
     start_timeout_s: float = Field(120.0, gt=0)
     """A stage not READY this long after spawn counts as failed (model load included)."""
     graceful_timeout_s: float = Field(10.0, gt=0)
-    orphan_grace_s: float = Field(10.0, gt=0)
+    orphan_grace_s: float = Field(30.0, gt=0)
     """A stage whose supervisor died keeps serving this long for a restarted supervisor (systemd's
     Restart=on-failure) to adopt it, then exits: a supervisor crash then interrupts nothing."""
     drain_timeout_s: float = Field(30.0, gt=0)

@@ -117,7 +117,7 @@ class StageRunner:
 
     def __init__(self, stage: Stage, heartbeat_interval_s: float = 1.0, drain_timeout_s: float = 30.0,
                  clock: Callable[[], int] = time.monotonic_ns, record_path: Path | None = None,
-                 spare_heartbeat_interval_s: float | None = None, orphan_grace_s: float = 10.0) -> None:
+                 spare_heartbeat_interval_s: float | None = None, orphan_grace_s: float = 30.0) -> None:
         self.stage = stage
         self.state = StageState.STARTING
         self._hb_ns = int(heartbeat_interval_s * 1e9)
