@@ -227,7 +227,8 @@ class Supervisor:
             if proc is None or proc.popen is not None:
                 self.log.warning("stage_not_adopted", stage_name=survivor.name, pid=survivor.pid,
                                  reason="not in this topology")
-                kill(StageProcess(survivor.name, [], popen=adopted))
+                adopted.kill()
+                adopted.wait()
                 continue
             proc.popen, proc.adopted, proc.restarts, proc.start_at = adopted, True, survivor.restarts, None
             proc.state, proc.spawned_at, proc.last_heartbeat = StageState.STARTING, now, now

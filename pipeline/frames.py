@@ -182,8 +182,8 @@ class Activate:
 @dataclass(frozen=True, slots=True)
 class Owned:
     """Supervisor to stages, every heartbeat interval: the pids it owns. A stage whose supervisor
-    died keeps serving while a restarted supervisor names it here (it adopted the stage), and
-    exits at once when one does not (pipeline/ownership.py)."""
+    died is adopted by the restarted supervisor that names it here, and exits at once when one
+    does not (pipeline/ownership.py)."""
     KIND: ClassVar[str] = "owned"
     supervisor_pid: int
     pids: list

@@ -4,8 +4,9 @@ A stage's supervisor is first its parent. When that parent dies (SIGKILL, the OO
 stage keeps serving (the utterance in progress, the route it has) for `orphan_grace_s`, time for
 systemd to start the supervisor again, which adopts it (pipeline/adoption.py) and names it in
 every Owned frame. From then on the adopter is watched through a pidfd, as the parent is through
-getppid: a stage busy in a long model call reads no frames, yet must not take that for silence. An orphan nobody adopts in that time, or one that a new supervisor does not
-name, exits: two processes of one stage must never serve side by side.
+getppid: a stage busy in a long model call reads no frames, yet must not take that for silence.
+An orphan nobody adopts in that time, or one that a new supervisor does not name, exits: two
+processes of one stage must never serve side by side.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import frames, topology
+from pipeline.adoption import start_time
 from pipeline.config import load_config
 from pipeline.harness.waiting import ROOT, wait_until
 from pipeline.history import CatchUp
@@ -170,8 +171,4 @@ class PipelineProcess:
 
 def pid_alive(pid: int) -> bool:
     """True unless the process is gone or a zombie (an orphan waiting for init to reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    return start_time(pid) is not None
