@@ -48,7 +48,8 @@ class Supervisor:
         self.log = get_logger()
         self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
         self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in topology.active_stages(self.cfg)}
-        self.spares = {name: StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
+        self.spares = {name: [StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
+                              for _ in range(cfg.supervisor.spares_per_stage)]
                        for name in cfg.supervisor.spares if name in self.procs}
         self.spare_failures = {name: 0 for name in self.spares}
         self.active: str | None = None
@@ -155,7 +156,7 @@ class Supervisor:
             self.check.add(frame)
 
     def _on_heartbeat(self, hb: frames.Heartbeat) -> None:
-        proc = next((p for p in (self.procs.get(hb.stage), self.spares.get(hb.stage)) if p and p.pid == hb.pid), None)
+        proc = next((p for p in (self.procs.get(hb.stage), *self.spares.get(hb.stage, ())) if p and p.pid == hb.pid), None)
         if proc is None:
             return  # a heartbeat from a process we already replaced
         try:
@@ -209,10 +210,13 @@ class Supervisor:
         # Spares only once the pipeline serves: they would slow the first start down for nothing.
         serving = self.active is not None and all(
             p.healthy for n, p in self.procs.items() if n not in topology.WORKERS)
-        for spare in self.spares.values():
+        for spare in self._all_spares():
             self._reconcile_spare(spare, now, serving)
         self.record.save(self.epoch, self.active, [(p.name, p.pid, p.standby, p.restarts)
-                                                   for p in (*self.procs.values(), *self.spares.values()) if p.alive])
+                                                   for p in (*self.procs.values(), *self._all_spares()) if p.alive])
+
+    def _all_spares(self) -> list[StageProcess]:
+        return [spare for slots in self.spares.values() for spare in slots]
 
     def _adopt(self, inherited: Record, on_exit) -> None:
         """Take over the processes a crashed supervisor left serving (pipeline/adoption.py): their
@@ -223,7 +227,10 @@ class Supervisor:
                 adopted = AdoptedProcess(survivor.pid, on_exit)
             except ProcessLookupError:
                 continue  # exited since the record was read: started afresh like any dead stage
-            proc = (self.spares if survivor.standby else self.procs).get(survivor.name)
+            if survivor.standby:  # a free spare slot of its stage
+                proc = next((p for p in self.spares.get(survivor.name, ()) if p.popen is None), None)
+            else:
+                proc = self.procs.get(survivor.name)
             if proc is None or proc.popen is not None:
                 self.log.warning("stage_not_adopted", stage_name=survivor.name, pid=survivor.pid,
                                  reason="not in this topology")
@@ -244,7 +251,7 @@ class Supervisor:
         self._settle_until = now + self.sup.heartbeat_interval_s * self.sup.heartbeat_liveness
 
     def _reconcile_spare(self, spare: StageProcess, now: float, serving: bool) -> None:
-        """Keep one preloaded spare behind each healthy active process; never give up on spares."""
+        """Keep preloaded spares behind each healthy active process; never give up on spares."""
         if spare.alive:
             reason = self._failure_seen(spare, now)
             if reason:
@@ -253,7 +260,9 @@ class Supervisor:
             return
         if spare.popen is not None:
             self._spare_failed(spare, describe(spare.popen.returncode), now)
-        if serving and self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping:
+        preloading = any(p.alive and p.state is not StageState.STANDBY for p in self.spares[spare.name])
+        if (serving and self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping
+                and not preloading):  # one at a time: two preloading at once slow the active stages down
             spare.spawn(self.env, now)
             self.log.info("spare_spawned", stage_name=spare.name, pid=spare.pid)
 
@@ -265,14 +274,18 @@ class Supervisor:
         spare.start_at = now + self.policy.backoff.delay_s(self.spare_failures[spare.name])
 
     def _promote_spare(self, dead: StageProcess, now: float, next_spare_after_s: float) -> bool:
-        """Replace a dead process with its spare (Activate is sent once the spare is in standby)."""
-        spare = self.spares.get(dead.name)
-        if spare is None or not spare.alive:
+        """Replace a dead process with a spare: one standing by, else the one preloading longest
+        (Activate is sent once it is in standby); a new spare takes its slot."""
+        slots = self.spares.get(dead.name, [])
+        alive = sorted((n for n, p in enumerate(slots) if p.alive),
+                       key=lambda n: (slots[n].state is not StageState.STANDBY, slots[n].spawned_at))
+        if not alive:
             return False
+        spare = slots[alive[0]]
         spare.standby, spare.restarts, spare.spawned_at, spare.last_heartbeat = False, dead.restarts, now, now
         spare.ready_reported = False
         self.procs[dead.name] = spare
-        self.spares[dead.name] = StageProcess(dead.name, dead.argv, start_at=now + next_spare_after_s, standby=True)
+        slots[alive[0]] = StageProcess(dead.name, dead.argv, start_at=now + next_spare_after_s, standby=True)
         self.log.info("spare_promoted", stage_name=spare.name, pid=spare.pid, replaces=dead.pid)
         if spare.state is StageState.STANDBY:
             self._activate(spare)  # now; one still preloading is activated when it reports standby
@@ -307,7 +320,7 @@ class Supervisor:
     def _next_start(self, after: float) -> float:
         """When the next stage or spare is due to be spawned after the last pass (monotonic s; inf:
         none is). One already due then waits on something else (the pipeline serving), not the clock."""
-        due = [p.start_at for p in (*self.procs.values(), *self.spares.values())
+        due = [p.start_at for p in (*self.procs.values(), *self._all_spares())
                if p.start_at is not None and p.start_at > after]
         return min(due, default=math.inf)
 
@@ -366,7 +379,7 @@ class Supervisor:
         # Re-sent every heartbeat interval: PUB/SUB drops messages sent before a peer joins.
         if self.active:
             send(self.down, frames.Route(self.active, self.epoch), "supervisor", 0)
-        owned = [p.pid for p in (*self.procs.values(), *self.spares.values()) if p.alive]
+        owned = [p.pid for p in (*self.procs.values(), *self._all_spares()) if p.alive]
         send(self.down, frames.Owned(os.getpid(), owned), "supervisor", 0)  # pipeline/ownership.py
 
     def _shutdown(self) -> None:
@@ -375,8 +388,8 @@ class Supervisor:
         stop_all([p for n, p in self.procs.items() if n in topology.FRONT_DOORS], grace)
         stop_all([p for n, p in self.procs.items() if n == "vad"], self.sup.drain_timeout_s + grace)
         stop_all([p for n, p in self.procs.items() if n not in (*topology.FRONT_DOORS, "vad")]
-                 + list(self.spares.values()), grace)
-        for proc in [*self.procs.values(), *self.spares.values()]:
+                 + self._all_spares(), grace)
+        for proc in [*self.procs.values(), *self._all_spares()]:
             if proc.pid:
                 self.metrics.mark_dead(proc.pid)
         self.log.info("supervisor_stopped", exit_code=int(self.exit_code))
@@ -395,7 +408,7 @@ class Supervisor:
         ready = all(self.procs[n].healthy for n in required) and self.active is not None and fresh
         return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active,
                        "pids": {n: p.pid for n, p in self.procs.items() if p.alive},
-                       "spares": {n: p.state.value for n, p in self.spares.items()},
+                       "spares": {n: [p.state.value for p in slots] for n, slots in self.spares.items()},
                        "engine_answered_age_s": answered_age_s, "breakers": breakers}
 
 

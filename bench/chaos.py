@@ -112,9 +112,10 @@ def _wall(event: dict) -> float:
     return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
-def chaos_config(run_dir: Path, gpu_on_cpu: bool = True) -> dict:
+def chaos_config(run_dir: Path, gpu_on_cpu: bool = True, spares_per_stage: int = 1) -> dict:
     """Defaults, except: never give up under deliberate kills, and a CPU-model "GPU" worker."""
-    cfg = pipeline_config(run_dir, supervisor={"restart": {"max_restarts": 100_000, "stable_after_s": 2.0}})
+    cfg = pipeline_config(run_dir, supervisor={"restart": {"max_restarts": 100_000, "stable_after_s": 2.0},
+                                               "spares_per_stage": spares_per_stage})
     if gpu_on_cpu:
         cfg["transcribe"] = {"gpu": {"device": "cpu"}}
     return cfg
@@ -127,10 +128,14 @@ def running_stages(pipeline: PipelineProcess) -> dict[str, int]:
 
 
 def ready_spares(pipeline: PipelineProcess) -> dict[str, int]:
-    """Spares preloaded and standing by now, as `spare:<stage>`."""
+    """Spares preloaded and standing by now, as `spare:<stage>` (the oldest, when a stage has several)."""
     ready = {(e["stage_name"], e["pid"]) for e in pipeline.find("spare_ready")}
-    return {f"spare:{name}": pid for name, pid in pipeline.spare_pids().items()
-            if (name, pid) in ready and pid_alive(pid)}
+    found: dict[str, int] = {}
+    for name, pids in pipeline.all_spare_pids().items():
+        for pid in pids:
+            if (name, pid) in ready and pid_alive(pid):
+                found.setdefault(f"spare:{name}", pid)
+    return found
 
 
 def victims_now(pipeline: PipelineProcess, victims: tuple[str, ...]) -> dict[str, int]:
@@ -328,6 +333,9 @@ def main() -> None:
     parser.add_argument("--victims", choices=("all", "stages"), default="all",
                         help="all: active stages, preloaded spares and the supervisor (restarted as systemd "
                              "would); stages: active stages only")
+    parser.add_argument("--spares-per-stage", type=int, default=1,
+                        help="supervisor.spares_per_stage: 2 also covers a second kill of a stage while its "
+                             "new spare preloads (1-5 s), which a kill every ~1 s often is")
     parser.add_argument("--against-clean", action="store_true",
                         help="first a clean run of the same recording: count what was said, not what was closed")
     args = parser.parse_args()
@@ -342,7 +350,8 @@ def main() -> None:
         if args.against_clean:
             (run_dir / "clean").mkdir(mode=0o700)
             clean = run_chaos(audio, run_dir / "clean", chaos_config(run_dir / "clean"), max_kills=0)
-        report = run_chaos(audio, run_dir, chaos_config(run_dir), (args.min_interval, args.max_interval),
+        report = run_chaos(audio, run_dir, chaos_config(run_dir, spares_per_stage=args.spares_per_stage),
+                           (args.min_interval, args.max_interval),
                            max_kills=None if args.kills_per_stage else args.kills,
                            kills_per_stage=args.kills_per_stage, seed=args.seed,
                            stages=EVERYTHING if args.victims == "all" else STAGES)

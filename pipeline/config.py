@@ -271,6 +271,11 @@ class SupervisorConfig(_Strict):
     (a worker: 2-4 s). Costs one more process each (RSS as listed above; a GPU spare holds a
     second copy of the model in VRAM). Spares start once the pipeline serves (every stage READY, a
     worker routed), and only behind a healthy process."""
+    spares_per_stage: int = Field(1, ge=1, le=4)
+    """Preloaded spares behind each stage in `spares`. A new spare takes 1-5 s to preload, so one
+    covers one crash at a time; 2 also cover a second crash of the same stage within that time
+    (what `bench.chaos`, a kill every ~1 s, needs for recovery p95 <= 1 s), at one more process each.
+    Spares of one stage preload one at a time."""
 
 
 class LoggingConfig(_Strict):

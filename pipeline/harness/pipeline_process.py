@@ -143,9 +143,17 @@ class PipelineProcess:
         return {e["stage_name"]: e["pid"] for e in list(self.events) if e.get("event") in ("stage_spawned", "spare_promoted")}
 
     def spare_pids(self) -> dict[str, int]:
-        """Spares standing by (spawned and not promoted since)."""
+        """The spare spawned last for each stage (and not promoted since)."""
+        return {name: pids[-1] for name, pids in self.all_spare_pids().items()}
+
+    def all_spare_pids(self) -> dict[str, list[int]]:
+        """Every spare spawned and not promoted since, oldest first (`spares_per_stage` > 1: several)."""
         promoted = {e["pid"] for e in self.find("spare_promoted")}
-        return {e["stage_name"]: e["pid"] for e in self.find("spare_spawned") if e["pid"] not in promoted}
+        found: dict[str, list[int]] = {}
+        for e in self.find("spare_spawned"):
+            if e["pid"] not in promoted:
+                found.setdefault(e["stage_name"], []).append(e["pid"])
+        return found
 
     def wait_exit(self, timeout_s: float = 120) -> int:
         code = self.proc.wait(timeout=timeout_s)
@@ -160,7 +168,7 @@ class PipelineProcess:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        for pid in [*self.stage_pids().values(), *self.spare_pids().values()]:
+        for pid in [*self.stage_pids().values(), *(p for pids in self.all_spare_pids().values() for p in pids)]:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         self.subscriber.close()

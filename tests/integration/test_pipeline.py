@@ -133,6 +133,23 @@ def test_killed_stages_are_replaced_by_their_preloaded_spares_and_a_killed_spare
     assert pipeline.stage_pids()["capture"] == capture and not pipeline.find("stage_failed", stage_name="capture")
 
 
+def test_with_two_spares_a_second_crash_while_the_new_spare_preloads_is_repaired_by_the_other(run_dir, start_pipeline):
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}},
+                          supervisor={"spares": ["vad"], "spares_per_stage": 2})
+    pipeline = start_pipeline(cfg, "--source", str(AUDIO), "--keep-running")
+    wait_until(lambda: len(pipeline.find("spare_ready", stage_name="vad")) == 2, 90, what="two VAD spares ready")
+    first, second = pipeline.all_spare_pids()["vad"]
+    os.kill(pipeline.stage_pids()["vad"], signal.SIGKILL)
+    pipeline.wait_event("stage_up", stage_name="vad", pid=first, timeout_s=30)  # the oldest ready spare first
+    wait_until(lambda: len(pipeline.find("spare_spawned", stage_name="vad")) == 3, 30, what="a spare refilling the slot")
+    os.kill(first, signal.SIGKILL)  # before the refill has preloaded: the other ready spare steps in
+    promoted = pipeline.wait_event("spare_promoted", stage_name="vad", replaces=first, timeout_s=30)
+    assert promoted["pid"] == second  # standing by, and older than the refill even if that is ready too
+    pipeline.wait_event("stage_up", stage_name="vad", pid=second, timeout_s=30)
+    pipeline.wait_event("spare_activated", stage="vad", pid=second, timeout_s=5)
+    assert len(pipeline.find("stage_spawned", stage_name="vad")) == 1  # never a cold start
+
+
 def test_sigstopped_worker_is_found_hung_by_its_heartbeat_replaced_and_its_work_resent(run_dir, start_pipeline):
     pipeline = start_pipeline(pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}}), "--source", str(AUDIO))
     wait_until(lambda: pipeline.subscriber.transcripts(), 90, what="first transcript")
