@@ -50,7 +50,7 @@ class Supervisor:
         self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in topology.active_stages(self.cfg)}
         self.spares = {name: [StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
                               for _ in range(cfg.supervisor.spares_per_stage)]
-                       for name in cfg.supervisor.spares if name in self.procs}
+                       for name in self.procs if topology.base_stage(name) in cfg.supervisor.spares}
         self.spare_failures = {name: 0 for name in self.spares}
         self.active: str | None = None
         self.epoch = 0
@@ -70,7 +70,8 @@ class Supervisor:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
         if name in topology.WORKERS:
             return stage_command("transcribe", "--worker", name, *snapshot)
-        return stage_command(topology.MODULES.get(name, name), *snapshot,
+        base, lane = topology.base_stage(name), topology.lane_of(name)
+        return stage_command(topology.MODULES.get(base, base), *snapshot, *(["--lane", str(lane)] if lane else []),
                              *(["--print", transcript_view] if name == "sink" and transcript_view else []))
 
     def _declare_series(self) -> None:
@@ -260,9 +261,7 @@ class Supervisor:
             return
         if spare.popen is not None:
             self._spare_failed(spare, describe(spare.popen.returncode), now)
-        preloading = any(p.alive and p.state is not StageState.STANDBY for p in self.spares[spare.name])
-        if (serving and self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping
-                and not preloading):  # one at a time: two preloading at once slow the active stages down
+        if serving and self.procs[spare.name].healthy and now >= (spare.start_at or 0.0) and not self.stopping:
             spare.spawn(self.env, now)
             self.log.info("spare_spawned", stage_name=spare.name, pid=spare.pid)
 
@@ -287,8 +286,10 @@ class Supervisor:
         self.procs[dead.name] = spare
         slots[alive[0]] = StageProcess(dead.name, dead.argv, start_at=now + next_spare_after_s, standby=True)
         self.log.info("spare_promoted", stage_name=spare.name, pid=spare.pid, replaces=dead.pid)
-        if spare.state is StageState.STANDBY:
-            self._activate(spare)  # now; one still preloading is activated when it reports standby
+        # Now, whatever we last heard: a spare adopted from a crashed supervisor and not heard yet
+        # is most likely standing by (and one still preloading reads it once it is: its SUB queue
+        # holds it). Re-sent each pass while it reports standby, should this one have been missed.
+        self._activate(spare)
         return True
 
     def _activate(self, proc: StageProcess) -> None:
@@ -310,7 +311,8 @@ class Supervisor:
             return
         self._announced = True
         audio, wyoming = self.cfg.audio, self.cfg.servers.wyoming
-        heard = [f"playing {audio.source}" if audio.source else "listening to the microphone"] if audio.captures else []
+        mics = "the microphone" if len(audio.devices) == 1 else f"{len(audio.devices)} microphones"
+        heard = [f"playing {audio.source}" if audio.source else f"listening to {mics}"] if audio.captures else []
         heard += [f"serving Wyoming on {wyoming.uri}"] if wyoming else []
         heard += [f"serving the OpenAI API on {self.cfg.servers.openai.url}"] if self.cfg.servers.openai else []
         heard = " and ".join(heard) or "running with no input (audio.device: none, no servers)"
@@ -331,7 +333,7 @@ class Supervisor:
         if hung or now < proc.memory_check_at or not proc.pid:
             return hung
         proc.memory_check_at = now + self.sup.heartbeat_interval_s  # /proc reads at 10 Hz showed in idle CPU
-        return memory_reason(rss_mib(proc.pid), self.sup.max_rss_mb.get(proc.name))
+        return memory_reason(rss_mib(proc.pid), self.sup.max_rss_mb.get(topology.base_stage(proc.name)))
 
     def _on_failure(self, proc: StageProcess, code: int | None, reason: str, now: float) -> None:
         proc.state = StageState.DOWN
@@ -385,9 +387,10 @@ class Supervisor:
     def _shutdown(self) -> None:
         """Front doors first (capture, Wyoming), then VAD (which finishes the utterance in flight), then the rest."""
         grace = self.sup.graceful_timeout_s
-        stop_all([p for n, p in self.procs.items() if n in topology.FRONT_DOORS], grace)
-        stop_all([p for n, p in self.procs.items() if n == "vad"], self.sup.drain_timeout_s + grace)
-        stop_all([p for n, p in self.procs.items() if n not in (*topology.FRONT_DOORS, "vad")]
+        kind = {n: topology.base_stage(n) for n in self.procs}
+        stop_all([p for n, p in self.procs.items() if kind[n] in topology.FRONT_DOORS], grace)
+        stop_all([p for n, p in self.procs.items() if kind[n] == "vad"], self.sup.drain_timeout_s + grace)
+        stop_all([p for n, p in self.procs.items() if kind[n] not in (*topology.FRONT_DOORS, "vad")]
                  + self._all_spares(), grace)
         for proc in [*self.procs.values(), *self._all_spares()]:
             if proc.pid:

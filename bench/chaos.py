@@ -218,11 +218,12 @@ def _kill(pipeline: PipelineProcess, report: ChaosReport, rng: random.Random, in
         if stage is None:
             continue
         round_left.remove(stage)
+        at = time.time()  # before: the supervisor may log the replacement READY before kill() returns here
         try:
             os.kill(targets[stage], signal.SIGKILL)
         except ProcessLookupError:
             continue
-        report.kills.append(Kill(stage, targets[stage], time.time()))
+        report.kills.append(Kill(stage, targets[stage], at))
         if stage == SUPERVISOR:
             pipeline.restart_after_crash()
 

@@ -13,6 +13,7 @@ from typing import Callable
 from pipeline.config import PipelineConfig, load_config_or_exit
 from pipeline.logs import configure_logging, get_logger
 from pipeline.runner import Stage, StageRunner
+from pipeline.topology import lane_stage
 
 StageFactory = Callable[[PipelineConfig, argparse.Namespace], Stage]
 
@@ -25,6 +26,8 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
     parser.add_argument("--replay", type=Path, help="feed recorded input frames instead of sockets")
     parser.add_argument("--out", type=Path, help="with --replay (or a source stage): write output frames here")
     parser.add_argument("--restart-count", type=int, default=0)
+    parser.add_argument("--lane", type=int, default=0,
+                        help="capture, vad: which microphone of `audio.device` (a list) this process serves")
     parser.add_argument("--standby", action="store_true",
                         help="a spare: preload, then wait for the supervisor's Activate before serving")
     if extra_args:
@@ -35,7 +38,7 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
         scratch = tempfile.mkdtemp(prefix=f"luxa-{name}-replay-")
         atexit.register(shutil.rmtree, scratch, True)
         cfg = cfg.model_copy(update={"run_dir": scratch})
-    stage_name = getattr(args, "stage_name", None) or name
+    stage_name = getattr(args, "stage_name", None) or lane_stage(name, args.lane)
     configure_logging(stage_name, cfg.logging.level, restart_count=args.restart_count,
                       console_level=cfg.logging.console_level)
     stage = make_stage(cfg, args)

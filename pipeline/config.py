@@ -30,9 +30,11 @@ class AudioConfig(_Strict):
     """Rate every stage after capture works at (Hz)."""
     frame_ms: int = Field(32, gt=0)
     """Length of one AudioChunk (ms); 32 ms = one Silero window at 16 kHz."""
-    device: str | int | None = None
+    device: str | int | list[str | int] | None = None
     """Input device name or index for live capture; None = the system default; `none` = no capture
-    stage at all (a server without a microphone serves only its front doors, `servers:`)."""
+    stage at all (a server without a microphone serves only its front doors, `servers:`). A list
+    (`[kitchen, 3]`): one microphone per room, each its own lane (pipeline/topology.py) and its
+    transcripts' `source` `mic:<name or index>`."""
     source: str | None = None
     """Audio file or folder to play instead of the microphone."""
     pace: Literal["realtime", "fast"] = "realtime"
@@ -57,7 +59,23 @@ class AudioConfig(_Strict):
             raise ValueError(f"sample_rate_hz must be one of {SILERO_RATES_HZ} (Silero VAD)")
         if self.device == "none" and self.source is not None:
             raise ValueError("device: none starts no capture stage, so a source would never be read: keep one")
+        if isinstance(self.device, list):
+            if not self.device or "none" in self.device or len(set(map(str, self.device))) < len(self.device):
+                raise ValueError("device: a list names one or more different microphones (not `none`)")
+            if self.source is not None:
+                raise ValueError("device: a list of microphones and a file source exclude each other: keep one")
         return self
+
+    @property
+    def devices(self) -> list[str | int | None]:
+        """One device per lane (a single device, or the default: one lane)."""
+        return list(self.device) if isinstance(self.device, list) else [self.device]
+
+    def source_label(self, lane: int) -> str:
+        """What the transcripts of a lane say they come from (`Transcript.source`)."""
+        if self.source:
+            return "file"
+        return f"mic:{self.device[lane]}" if isinstance(self.device, list) else "mic"
 
     @property
     def captures(self) -> bool:
@@ -274,8 +292,7 @@ class SupervisorConfig(_Strict):
     spares_per_stage: int = Field(1, ge=1, le=4)
     """Preloaded spares behind each stage in `spares`. A new spare takes 1-5 s to preload, so one
     covers one crash at a time; 2 also cover a second crash of the same stage within that time
-    (what `bench.chaos`, a kill every ~1 s, needs for recovery p95 <= 1 s), at one more process each.
-    Spares of one stage preload one at a time."""
+    (what `bench.chaos`, a kill every ~1 s, needs), at one more process each."""
 
 
 class LoggingConfig(_Strict):

@@ -95,6 +95,7 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
     alert on `rate(stt_errors_total[5m])` must read 0, not "no data". Called by the supervisor,
     which lives as long as the pipeline (a counter's 0 from it sums with the stages' values; a
     livemax gauge's 0 is overridden by any live stage's value)."""
+    stages = list(stages)
     for device, models in models_by_device.items():
         for model in models:
             LATENCY.labels(model, device)
@@ -116,11 +117,13 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
             SPECULATION.labels(worker, outcome)
     for metric in (PUBLISHED, DUPLICATES, NON_SPEECH, PARTIALS_PUBLISHED, E2E_LATENCY):
         metric.labels("sink")
-    for reason in CLOSE_REASONS:
-        UTTERANCES.labels("vad", reason)
-    QUEUE_DEPTH.labels("vad").set(0)
-    VAD_GATED.labels("vad")
-    REPLAYED_FRAMES.labels("capture")
+    for vad in [s for s in stages if s.partition(".")[0] == "vad"] or ["vad"]:  # one per lane
+        for reason in CLOSE_REASONS:
+            UTTERANCES.labels(vad, reason)
+        QUEUE_DEPTH.labels(vad).set(0)
+        VAD_GATED.labels(vad)
+    for capture in [s for s in stages if s.partition(".")[0] == "capture"] or ["capture"]:
+        REPLAYED_FRAMES.labels(capture)
     for store in STATE_STORES:
         STATE_WRITE_ERRORS.labels(store)
     if "wyoming" in stages:

@@ -101,8 +101,10 @@ def fresh_metrics_dir(run_dir: Path) -> None:
 
 def leftover_state(run_dir: Path) -> dict[str, int]:
     """What a previous session left: spooled utterances (and an end-of-stream mark), published ids, cursor."""
-    spool, ids, cursor = topology.state_paths(run_dir)[:3]
-    entries = [p.name.removesuffix(Spool.SUFFIX) for p in spool.glob(f"*{Spool.SUFFIX}")] if spool.is_dir() else []
+    paths = topology.state_paths(run_dir)
+    ids, cursor = paths[1:3]
+    spools = [p for p in paths if p.name.partition(".")[0] == "vad_spool" and p.is_dir()]  # every lane's
+    entries = [p.name.removesuffix(Spool.SUFFIX) for spool in spools for p in spool.glob(f"*{Spool.SUFFIX}")]
     return {"spooled": sum(key != topology.SPOOL_END_OF_STREAM for key in entries),
             "end_of_stream": int(topology.SPOOL_END_OF_STREAM in entries),
             "published_ids": sum(1 for _ in ids.open()) if ids.exists() else 0,

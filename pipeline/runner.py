@@ -351,7 +351,10 @@ class StageRunner:
         send(self._sockets[CONTROL], hb, self.stage.name, 0)
 
     def _on_owned(self, frame: frames.Owned) -> None:
+        owner = self._ownership.owner
         self._exit_if_unowned(self._ownership.on_owned(frame))
+        if self._ownership.owner != owner:
+            self._next_hb_ns = 0  # adopted: the new supervisor learns our state now, not in up to 5 s (a spare)
 
     def _exit_if_unowned(self, reason: str | None) -> None:
         """No supervisor owns this process (pipeline/ownership.py): exit, as a crashed stage would.

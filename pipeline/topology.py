@@ -11,6 +11,11 @@
 
 Binding sides are the long-lived ends (VAD for audio and utterances, sink for results and
 transcripts, supervisor for control), so a restarted peer simply reconnects.
+
+Several microphones (`audio.device: [a, b]`) make several *lanes*: lane k >= 1 has a capture and a
+VAD of its own (`capture.k`, `vad.k`), with its own sockets (`audio.k`, `utt_<worker>.k`, ...) and
+durable state (`vad_spool.k`, ...), so one room's noise, crash or backpressure never stalls
+another's. Workers and the sink serve every lane; front doors send to lane 0's VAD.
 """
 
 from __future__ import annotations
@@ -26,16 +31,43 @@ FRONT_DOORS = ("capture", "wyoming", "openai")
 MODULES = {"openai": "openai_api"}  # stages/<module>.py where it is not the stage's name (`openai` is the client package's)  # where work comes in: stopped first, so the VAD can drain what they sent
 
 
-def audio(run_dir: Path) -> str:
-    return ipc_endpoint(run_dir, "audio")
+LANED = ("capture", "vad")  # the stages each lane (microphone) has its own process of
 
 
-def utterances(run_dir: Path, worker: str) -> str:
-    return ipc_endpoint(run_dir, f"utt_{worker}")
+def lane_count(cfg: PipelineConfig) -> int:
+    return len(cfg.audio.devices) if cfg.audio.captures else 1
 
 
-def partials(run_dir: Path, worker: str) -> str:
-    return ipc_endpoint(run_dir, f"partial_{worker}")
+def lane_suffix(lane: int) -> str:
+    """Lane 0 keeps the plain names (one microphone: nothing changes); lane k adds `.k`."""
+    return f".{lane}" if lane else ""
+
+
+def lane_stage(stage: str, lane: int) -> str:
+    return stage + lane_suffix(lane)
+
+
+def base_stage(name: str) -> str:
+    """`vad.2` -> `vad`: what a lane's process is an instance of (its module, its limits, its spares)."""
+    base, _, lane = name.partition(".")
+    return base if lane.isdigit() and base in LANED else name
+
+
+def lane_of(name: str) -> int:
+    base, _, lane = name.partition(".")
+    return int(lane) if lane.isdigit() and base in LANED else 0
+
+
+def audio(run_dir: Path, lane: int = 0) -> str:
+    return ipc_endpoint(run_dir, "audio" + lane_suffix(lane))
+
+
+def utterances(run_dir: Path, worker: str, lane: int = 0) -> str:
+    return ipc_endpoint(run_dir, f"utt_{worker}" + lane_suffix(lane))
+
+
+def partials(run_dir: Path, worker: str, lane: int = 0) -> str:
+    return ipc_endpoint(run_dir, f"partial_{worker}" + lane_suffix(lane))
 
 
 def requests(run_dir: Path) -> str:
@@ -43,14 +75,14 @@ def requests(run_dir: Path) -> str:
     return ipc_endpoint(run_dir, "requests")
 
 
-def hints(run_dir: Path) -> str:
+def hints(run_dir: Path, lane: int = 0) -> str:
     """Workers -> VAD: turn hints from speculative decodes (the VAD binds)."""
-    return ipc_endpoint(run_dir, "hints")
+    return ipc_endpoint(run_dir, "hints" + lane_suffix(lane))
 
 
-def replay(run_dir: Path) -> str:
+def replay(run_dir: Path, lane: int = 0) -> str:
     """A restarted VAD asks capture for the audio after its committed offset (capture binds)."""
-    return ipc_endpoint(run_dir, "replay")
+    return ipc_endpoint(run_dir, "replay" + lane_suffix(lane))
 
 
 def results(run_dir: Path) -> str:
@@ -71,20 +103,20 @@ def public_port(cfg: PipelineConfig, run_dir: Path) -> PortSpec:
 SPOOL_END_OF_STREAM = "end-of-stream"  # the VAD's spool entry that says the source is done
 
 
-def vad_spool(run_dir: Path) -> Path:
-    return run_dir / "vad_spool"
+def vad_spool(run_dir: Path, lane: int = 0) -> Path:
+    return run_dir / ("vad_spool" + lane_suffix(lane))
 
 
 def published_ids(run_dir: Path) -> Path:
     return run_dir / "sink_published.ids"
 
 
-def capture_cursor(run_dir: Path) -> Path:
-    return run_dir / "capture_cursor.json"
+def capture_cursor(run_dir: Path, lane: int = 0) -> Path:
+    return run_dir / f"capture_cursor{lane_suffix(lane)}.json"
 
 
-def vad_offset(run_dir: Path) -> Path:
-    return run_dir / "vad_offset.json"
+def vad_offset(run_dir: Path, lane: int = 0) -> Path:
+    return run_dir / f"vad_offset{lane_suffix(lane)}.json"
 
 
 def history(run_dir: Path) -> Path:
@@ -98,9 +130,14 @@ def stage_record(run_dir: Path) -> Path:
 
 
 def state_paths(run_dir: Path) -> tuple[Path, ...]:
-    """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py)."""
+    """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py): lane
+    0's spool, the published ids and lane 0's cursor first, then the rest and every other lane's."""
+    lanes = sorted({int(p.name.split(".")[1]) for pattern in ("vad_spool.*", "capture_cursor.*.json", "vad_offset.*.json")
+                    for p in run_dir.glob(pattern) if p.name.split(".")[1].isdigit()})
+    laned = [path for lane in lanes for path in (vad_spool(run_dir, lane), capture_cursor(run_dir, lane),
+                                                  vad_offset(run_dir, lane))]
     return (vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir), history(run_dir),
-            stage_record(run_dir))
+            stage_record(run_dir), *laned)
 
 
 def events(run_dir: Path) -> str:
@@ -124,8 +161,9 @@ def chain_models(cfg: PipelineConfig) -> list[str]:
 
 def active_stages(cfg: PipelineConfig) -> list[str]:
     """The stages this configuration runs, in start order: the enabled workers, capture unless
-    `audio.device: none`, each server of `servers` that is set."""
+    `audio.device: none`, each server of `servers` that is set; capture and VAD once per lane."""
     wanted = {"capture": cfg.audio.captures, "wyoming": cfg.servers.wyoming is not None,
               "openai": cfg.servers.openai is not None}
     workers = enabled_workers(cfg)
-    return [s for s in STAGES if (s in workers if s in WORKERS else wanted.get(s, True))]
+    stages = [s for s in STAGES if (s in workers if s in WORKERS else wanted.get(s, True))]
+    return [lane_stage(s, lane) for s in stages for lane in (range(lane_count(cfg)) if s in LANED else (0,))]

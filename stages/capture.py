@@ -47,18 +47,20 @@ class CaptureStage(Stage):
     long_calls = False  # produce() returns within max_wait_s: inline (see Stage.long_calls)
     is_source = True
 
-    def __init__(self, cfg: AudioConfig, run_dir: Path, clock=time.monotonic, vad: VadConfig | None = None) -> None:
+    def __init__(self, cfg: AudioConfig, run_dir: Path, clock=time.monotonic, vad: VadConfig | None = None,
+                 lane: int = 0) -> None:
         self.cfg = cfg
+        self.name, self.device = topology.lane_stage("capture", lane), cfg.devices[lane]
         self.vad = vad or VadConfig()  # its silence floor and longest closing silence: when quiet may pile up
         self.frame_samples = cfg.sample_rate_hz * cfg.frame_ms // 1000
         # A short queue: what a crash of this process takes with it stays small.
-        self.outputs = {"audio": PortSpec("push", topology.audio(run_dir), bind=False, hwm=AUDIO_HWM)}
-        self.inputs = {"replay": PortSpec("pull", topology.replay(run_dir), bind=True, kinds=("replay_request",))}
+        self.outputs = {"audio": PortSpec("push", topology.audio(run_dir, lane), bind=False, hwm=AUDIO_HWM)}
+        self.inputs = {"replay": PortSpec("pull", topology.replay(run_dir, lane), bind=True, kinds=("replay_request",))}
         self._sent: deque[frames.Frame] = deque()  # the last replay_s of audio (quiet bursts are long frames)
         self._sent_samples, self._replay_samples = 0, int(cfg.replay_s * cfg.sample_rate_hz)
         self.source: FileSource | DeviceSource | None = None
-        self._cursor = Cursor(topology.capture_cursor(run_dir))
-        self._vad_offset = Cursor(topology.vad_offset(run_dir))  # read only: where a rewind must reach back to
+        self._cursor = Cursor(topology.capture_cursor(run_dir, lane))
+        self._vad_offset = Cursor(topology.vad_offset(run_dir, lane))  # read only: where a rewind must reach back to
         self._keep_points = int(cfg.replay_s * 1000 / cfg.frame_ms / CHECKPOINT_EVERY) + 2
         self._checkpoints = Checkpoints(self._keep_points)  # file sources: replay by reading again
         self._resumed: list[SourceEvent] = []  # sent by the first produce() after a restart
@@ -130,7 +132,7 @@ class CaptureStage(Stage):
         floor = self.vad.silence_floor_dbfs if self.cfg.quiet_wake_ms else None
         quiet = QuietWake(floor, max(self.vad.min_silence_ms, self.vad.max_silence_ms) + QUIET_MARGIN_MS,
                           self.cfg.sample_rate_hz)
-        self.source = DeviceSource(self.cfg.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow,
+        self.source = DeviceSource(self.device, self.frame_samples, self.cfg.sample_rate_hz, self._on_overflow,
                                    quiet=quiet, quiet_wake_s=self.cfg.quiet_wake_ms / 1000,
                                    max_burst_frames=int(frames.MAX_AUDIO_CHUNK_S * 1000 // self.cfg.frame_ms))
         try:
@@ -227,7 +229,7 @@ def _samples(frame: frames.Frame) -> int:
 
 
 def make_stage(cfg: PipelineConfig, args) -> CaptureStage:
-    return CaptureStage(cfg.audio, cfg.resolved_run_dir(), vad=cfg.vad)
+    return CaptureStage(cfg.audio, cfg.resolved_run_dir(), vad=cfg.vad, lane=args.lane)
 
 
 def main() -> None:

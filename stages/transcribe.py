@@ -45,16 +45,20 @@ class TranscribeStage(Stage):
     """
 
     def __init__(self, worker: str, worker_cfg: WorkerConfig, cfg: TranscribeConfig, cache_dir: Path,
-                 run_dir: Path, engine: Engine | None = None) -> None:
+                 run_dir: Path, engine: Engine | None = None, lanes: int = 1) -> None:
         self.name = worker
         self.cfg = cfg
-        # Order is priority: a waiting final is always taken before a waiting partial.
-        self.inputs = {"utterances": PortSpec("pull", topology.utterances(run_dir, worker), bind=False, kinds=("utterance",)),
-                       "partials": PortSpec("pull", topology.partials(run_dir, worker), bind=False, hwm=1,
-                                            kinds=("utterance",))}
-        self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False),
-                        # A hint the VAD is not there to take is dropped: it closes by silence then.
-                        "hints": PortSpec("push", topology.hints(run_dir), bind=False, blocking=False)}
+        # Every lane's VAD (pipeline/topology.py), each on ports of its own. Order is priority: a
+        # waiting final (of any lane) is always taken before a waiting partial.
+        suffixes = [topology.lane_suffix(lane) for lane in range(lanes)]
+        self.inputs = {f"utterances{sfx}": PortSpec("pull", topology.utterances(run_dir, worker, lane), bind=False,
+                                                    kinds=("utterance",)) for lane, sfx in enumerate(suffixes)}
+        self.inputs |= {f"partials{sfx}": PortSpec("pull", topology.partials(run_dir, worker, lane), bind=False, hwm=1,
+                                                   kinds=("utterance",)) for lane, sfx in enumerate(suffixes)}
+        self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
+        # A hint the VAD is not there to take is dropped: it closes by silence then.
+        self.outputs |= {f"hints{sfx}": PortSpec("push", topology.hints(run_dir, lane), bind=False, blocking=False)
+                         for lane, sfx in enumerate(suffixes)}
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
         self._stretches = Stretches(int(cfg.stretch_min_s * TARGET_RATE_HZ), TARGET_RATE_HZ)  # decoded at pauses
@@ -105,7 +109,8 @@ class TranscribeStage(Stage):
         if frame.is_partial:
             return self._partial(frame)
         if frame.speculative:
-            return self._speculate(frame)
+            _, dot, lane = port.partition(".")  # `utterances.2`: lane 2's VAD sent it, its hint goes back there
+            return self._speculate(frame, f"hints{dot}{lane}")
         if frame.utt_id in self._recent:
             # Re-sent after a sink or VAD restart: the answer is already known, no second decode.
             metrics.FRAMES_DROPPED.labels(self.name, "answered_again").inc()
@@ -151,7 +156,7 @@ class TranscribeStage(Stage):
             self.log.warning("audio_rejected", utt_id=frame.utt_id, reason=err.reason, error=str(err))
             raise
 
-    def _speculate(self, frame: frames.Utterance) -> list[Output]:
+    def _speculate(self, frame: frames.Utterance, hints_port: str = "hints") -> list[Output]:
         """A final-quality decode while the closing silence runs: kept for the final, and judged
         (is the sentence over?) for the VAD, which then closes the turn at once or waits on."""
         if frame.utt_id in self._recent:
@@ -171,7 +176,7 @@ class TranscribeStage(Stage):
             started = time.perf_counter()
             turn_probability = self.turn_model.probability(self._samples(frame))
             self._turn_model_seconds.observe(time.perf_counter() - started)
-        return [("hints", frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
+        return [(hints_port, frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
                                           complete=verdict.complete, reason=verdict.reason,
                                           end_logprob=result.end_logprob, turn_probability=turn_probability))]
 
@@ -232,7 +237,7 @@ def make_stage(cfg: PipelineConfig, args) -> TranscribeStage:
     worker = args.stage_name
     os.nice(topology.worker_config(cfg, worker).nice)  # before any thread exists: they all inherit it
     return TranscribeStage(worker, topology.worker_config(cfg, worker), cfg.transcribe,
-                           cfg.models_cache_dir(), cfg.resolved_run_dir())
+                           cfg.models_cache_dir(), cfg.resolved_run_dir(), lanes=topology.lane_count(cfg))
 
 
 def _worker_arg(parser) -> None:

@@ -49,8 +49,9 @@ class VadStage(Stage):
     long_calls = False  # one 32 ms window per frame: handled inline (see Stage.long_calls)
 
     def __init__(self, cfg: VadConfig, sample_rate_hz: int, run_dir: Path, workers: list[str],
-                 prob_fn=None, clock=time.monotonic_ns, source: str = "mic") -> None:
+                 prob_fn=None, clock=time.monotonic_ns, source: str = "mic", lane: int = 0) -> None:
         self.cfg = cfg
+        self.name = topology.lane_stage("vad", lane)
         self.source = source  # what the transcripts of this capture say they come from
         self.rate = sample_rate_hz
         self.window = WINDOW_SAMPLES[sample_rate_hz]
@@ -59,19 +60,21 @@ class VadStage(Stage):
         # waiting behind audio would hold a finished turn open.
         self.inputs = {
             "acks": PortSpec("sub", topology.events(run_dir), bind=False, subscribe=(b"ack",), kinds=("ack",)),
-            "hints": PortSpec("pull", topology.hints(run_dir), bind=True, kinds=("turn_hint",)),
-            "audio": PortSpec("pull", topology.audio(run_dir), bind=True, hwm=AUDIO_RCVHWM,
+            "hints": PortSpec("pull", topology.hints(run_dir, lane), bind=True, kinds=("turn_hint",)),
+            "audio": PortSpec("pull", topology.audio(run_dir, lane), bind=True, hwm=AUDIO_RCVHWM,
                               kinds=AUDIO_KINDS),
-            "requests": PortSpec("pull", topology.requests(run_dir), bind=True, kinds=("utterance",)),
         }
-        self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w), bind=True, blocking=False) for w in workers}
+        if lane == 0:  # the front doors' turns come to the first lane
+            self.inputs["requests"] = PortSpec("pull", topology.requests(run_dir), bind=True, kinds=("utterance",))
+        self.outputs = {w: PortSpec("push", topology.utterances(run_dir, w, lane), bind=True, blocking=False)
+                        for w in workers}
         # Partials: queue of one, dropped when the worker has not taken the previous one yet.
-        self.outputs |= {f"partial_{w}": PortSpec("push", topology.partials(run_dir, w), bind=True, blocking=False, hwm=1)
-                         for w in workers}
-        self.outputs["replay"] = PortSpec("push", topology.replay(run_dir), bind=False, blocking=False, hwm=1)
+        self.outputs |= {f"partial_{w}": PortSpec("push", topology.partials(run_dir, w, lane), bind=True,
+                                                  blocking=False, hwm=1) for w in workers}
+        self.outputs["replay"] = PortSpec("push", topology.replay(run_dir, lane), bind=False, blocking=False, hwm=1)
         # Chunk positions back to the start of the longest utterance (and its pre-roll): all a commit needs.
         kept_s = cfg.max_utterance_s + cfg.pre_roll_ms / 1000 + 1
-        self._offset = ReplayOffset(topology.vad_offset(run_dir), keep_chunks=int(kept_s * sample_rate_hz / self.window))
+        self._offset = ReplayOffset(topology.vad_offset(run_dir, lane), keep_chunks=int(kept_s * sample_rate_hz / self.window))
         self._held: dict[int, frames.Frame] = {}  # capture frames ahead of the next one expected, by seq
         self._held_at_last_tick = False
         self._prob_fn = prob_fn
@@ -82,7 +85,7 @@ class VadStage(Stage):
         self._clock = clock
         self._segmenter = Segmenter(cfg, sample_rate_hz)
         self._buffer = np.zeros(0, dtype=np.float32)
-        self.delivery = Delivery(topology.vad_spool(run_dir), self.name, workers, clock)
+        self.delivery = Delivery(topology.vad_spool(run_dir, lane), self.name, workers, clock)
         # Random, not pid + wall clock: the published ids outlive a supervisor restart, and a pid
         # reused after a clock jump (or in a restarted container) must not mint an id seen before.
         self._session = secrets.token_hex(5)
@@ -390,7 +393,7 @@ class VadStage(Stage):
 def make_stage(cfg: PipelineConfig, args) -> VadStage:
     run_dir = cfg.resolved_run_dir()
     return VadStage(cfg.vad, cfg.audio.sample_rate_hz, run_dir, topology.enabled_workers(cfg),
-                    source="file" if cfg.audio.source else "mic")
+                    source=cfg.audio.source_label(args.lane), lane=args.lane)
 
 
 def main() -> None:

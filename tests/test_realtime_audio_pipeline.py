@@ -9,7 +9,10 @@ it with paplay, and a LUXA-style subscriber checks what comes out on `transcript
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -35,14 +38,27 @@ SENTENCES = [  # (file, keywords: at least 3 of 4 must come back)
 ]
 
 
-@pytest.fixture
-def pulse():
-    server = PulseServer()
+def started_server(rooms: tuple[str, ...] = ()):
+    server = PulseServer(rooms)
     try:
         server.start()
     except RuntimeError as err:
         server.stop()
         pytest.skip(f"PulseAudio cannot start here: {err}")
+    return server
+
+
+@pytest.fixture
+def pulse():
+    server = started_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rooms():
+    """Two microphones, `kitchen` and `salon`, as PortAudio input devices of those names."""
+    server = started_server(("kitchen", "salon"))
     yield server
     server.stop()
 
@@ -103,3 +119,46 @@ def test_live_microphone_french_sentences_partials_and_silence(pulse, run_dir, s
     print(json.dumps(report))
     # Causality, not speed (that is bench.live_latency's job): no final before its speech ended.
     assert all(x > 0 for x in latencies_ms), report
+
+
+def test_two_microphones_get_their_own_transcripts_and_a_stalled_room_never_holds_up_the_other(
+        rooms, run_dir, start_pipeline):
+    # A patient hang detector: the VAD stopped below stays stopped, as a wedged process would.
+    cfg = pipeline_config(run_dir, audio={"device": ["kitchen", "salon"]}, transcribe={"gpu": {"enabled": False}},
+                          supervisor={"spares": [], "heartbeat_liveness": 600})
+    pipeline = start_pipeline(cfg, env=rooms.env)
+    wait_until(lambda: pipeline.find("worker_switched", to_worker="transcribe_cpu"), 90, what="worker routed")
+    for stage in ("capture", "capture.1", "vad", "vad.1"):
+        pipeline.wait_event("stage_up", stage_name=stage)
+
+    def finals_from(source: str) -> list:
+        return [t for t in pipeline.subscriber.transcripts() if t.source == source]
+
+    # Both rooms speak at once: two sentences, each transcribed once and labelled with its room.
+    (kitchen_wav, kitchen_words), (salon_wav, salon_words) = SENTENCES[0], SENTENCES[1]
+    players = [threading.Thread(target=rooms.play, args=(AUDIO / kitchen_wav, "kitchen")),
+               threading.Thread(target=rooms.play, args=(AUDIO / salon_wav, "salon"))]
+    for player in players:
+        player.start()
+    for player in players:
+        player.join()
+    wait_until(lambda: finals_from("mic:kitchen") and finals_from("mic:salon"), 60, what="a final from each room")
+    [kitchen], [salon] = finals_from("mic:kitchen"), finals_from("mic:salon")
+    assert keyword_hits(kitchen_words, kitchen.text) >= 3 and keyword_hits(salon_words, salon.text) >= 3, (
+        kitchen.text, salon.text)
+    assert kitchen.utt_id != salon.utt_id
+
+    # The salon's VAD wedged: the kitchen is still heard, and the salon again once it comes back.
+    stalled = pipeline.stage_pids()["vad.1"]
+    os.kill(stalled, signal.SIGSTOP)
+    try:
+        rooms.play(AUDIO / SENTENCES[2][0], "kitchen")
+        wait_until(lambda: len(finals_from("mic:kitchen")) == 2, 60, what="the kitchen heard while the salon is stalled")
+        assert keyword_hits(SENTENCES[2][1], finals_from("mic:kitchen")[1].text) >= 3
+        assert len(finals_from("mic:salon")) == 1
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+    rooms.play(AUDIO / SENTENCES[3][0], "salon")
+    wait_until(lambda: len(finals_from("mic:salon")) == 2, 60, what="the salon heard again")
+    assert keyword_hits(SENTENCES[3][1], finals_from("mic:salon")[1].text) >= 3
+    assert pipeline.stage_pids()["vad.1"] == stalled and len({t.utt_id for t in pipeline.subscriber.transcripts()}) == 4

@@ -67,6 +67,20 @@ def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path
     assert model.calls == calls + 2  # speech followed the copy: the final is decoded again
 
 
+def test_every_lanes_utterances_are_heard_and_a_copys_hint_goes_back_to_its_own_lanes_vad(tmp_path):
+    wcfg, cfg = WorkerConfig(models=["cpu-a"]), TranscribeConfig(fast_path=False)
+    engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory({"cpu-a": FakeWhisper("bonjour")}))
+    stage = TranscribeStage("transcribe_cpu", wcfg, cfg, tmp_path, tmp_path, engine=engine, lanes=2)
+    assert list(stage.inputs) == ["utterances", "utterances.1", "partials", "partials.1"]  # finals first
+    driver = StageDriver(stage)
+    [(port, _)] = driver.send("utterances.1", utterance("u1", speculative=True))
+    assert port == "hints.1"
+    [(port, _)] = driver.send("utterances", utterance("u2", speculative=True))
+    assert port == "hints"
+    [(port, final)] = driver.send("utterances.1", utterance("u1", speculated_samples=SAMPLES, source="mic:salon"))
+    assert port == "results" and final.source == "mic:salon"
+
+
 class ListeningWhisper(FakeWhisper):
     """Also notes what it was given: how much audio, and the previous-text prompt."""
     def __init__(self, text: str) -> None:

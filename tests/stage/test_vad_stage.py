@@ -304,3 +304,19 @@ def test_front_door_turns_wait_when_max_pending_are_held(tmp_path):
     assert not stage.accepts("requests") and not stage.accepts("audio")
     driver.send("acks", frames.Ack("wyab-000003"))
     assert stage.accepts("requests")
+
+
+def test_a_second_lanes_vad_has_its_own_sockets_state_and_source_label(tmp_path):
+    from pipeline import topology
+
+    stage = VadStage(VadConfig(endpoint="silence"), 16000, tmp_path, WORKERS,
+                     prob_fn=ScriptedVad([SPEECH] * 40 + [SILENT] * 20), clock=Clock(), source="mic:salon", lane=1)
+    assert stage.name == "vad.1" and "requests" not in stage.inputs  # front doors talk to lane 0
+    assert stage.inputs["audio"].endpoint == topology.audio(tmp_path, 1) != topology.audio(tmp_path)
+    assert stage.outputs["transcribe_cpu"].endpoint == topology.utterances(tmp_path, "transcribe_cpu", 1)
+    driver = StageDriver(stage)
+    driver.send(CONTROL, frames.Route(active="transcribe_cpu", epoch=1))
+    [final] = [u for u in utterances(play(driver, 60), "transcribe_cpu") if not u.speculative]
+    assert final.source == "mic:salon"
+    assert (topology.vad_spool(tmp_path, 1) / f"{final.utt_id}.msgpack").exists()  # its own spool
+    assert not topology.vad_spool(tmp_path).exists()

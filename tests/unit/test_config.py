@@ -35,6 +35,9 @@ def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
      "'kitchen' is not an IP address or network"),
     ({"servers": {"wyoming": "http://127.0.0.1:10300"}}, "is not tcp://HOST:PORT or unix:///PATH"),
     ({"audio": {"device": "none", "source": "a.wav"}}, "device: none starts no capture stage"),
+    ({"audio": {"device": ["kitchen", "kitchen"]}}, "a list names one or more different microphones"),
+    ({"audio": {"device": []}}, "a list names one or more different microphones"),
+    ({"audio": {"device": ["kitchen", 2], "source": "a.wav"}}, "a list of microphones and a file source exclude"),
     ({"servers": {"openai": "http://0.0.0.0:8000"}}, "listens beyond loopback: set servers.openai.api_key"),
     ({"servers": {"openai": {"url": "http://127.0.0.1:8000", "api_key": "short"}}}, "at least 16 characters"),
     ({"servers": {"openai": "https://127.0.0.1:8000"}}, "is not http://HOST:PORT"),
@@ -93,6 +96,19 @@ def test_stages_follow_the_configuration():
     assert active_stages(doors) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming"]
     api = parse_config({"servers": {"openai": {"url": "http://0.0.0.0:8000", "api_key": "k" * 32}}})
     assert active_stages(api)[-2:] == ["openai", "capture"]
+
+
+def test_a_list_of_microphones_makes_one_capture_and_one_vad_per_lane():
+    from pipeline import topology
+
+    rooms = parse_config({"audio": {"device": ["kitchen", 3]}})
+    assert topology.active_stages(rooms) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "vad.1",
+                                             "capture", "capture.1"]
+    assert [rooms.audio.source_label(lane) for lane in (0, 1)] == ["mic:kitchen", "mic:3"]
+    assert [(topology.base_stage(n), topology.lane_of(n)) for n in ("vad.1", "capture", "transcribe_cpu")] == [
+        ("vad", 1), ("capture", 0), ("transcribe_cpu", 0)]
+    assert PipelineConfig().audio.source_label(0) == "mic" and parse_config(
+        {"audio": {"source": "a.wav"}}).audio.source_label(0) == "file"
 
 
 def test_loopback_tcp_and_ipc_endpoints_are_accepted():

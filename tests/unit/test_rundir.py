@@ -87,6 +87,16 @@ def test_a_drain_that_left_utterances_pending_keeps_all_the_state_for_the_next_s
     assert leftover_state(tmp_path) == {"spooled": 2, "end_of_stream": 1, "published_ids": 1, "cursor": 1}
 
 
+def test_a_second_lanes_state_is_kept_while_it_has_pending_utterances_and_cleared_with_the_rest(tmp_path):
+    fill_state(tmp_path, spooled=0)
+    Spool(topology.vad_spool(tmp_path, 1)).put("utt-lane-1", b"x")
+    Cursor(topology.capture_cursor(tmp_path, 1)).save({"seq": 3})
+    assert leftover_state(tmp_path)["spooled"] == 1 and not clear_after_clean_stop(tmp_path)
+    Spool(topology.vad_spool(tmp_path, 1)).remove("utt-lane-1")
+    assert clear_after_clean_stop(tmp_path)
+    assert not topology.capture_cursor(tmp_path, 1).exists() and not any(leftover_state(tmp_path).values())
+
+
 def test_state_stores_named_in_metrics_are_the_run_dirs_files(tmp_path):
     from pipeline.metrics import STATE_STORES
 
