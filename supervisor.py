@@ -24,6 +24,7 @@ from pipeline.logs import LOG_FORMAT_ENV, configure_logging, console_logs, get_l
 from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_active, hang_reason, memory_reason
 from pipeline.procs import StageProcess, child_env, child_exit_pipe, kill, rss_mib, stage_command, stop_all, wake_up
 from pipeline.rundir import RunDirError, clear_after_clean_stop, fresh_metrics_dir, leftover_state, open_run_dir
+from pipeline.spares import Spares
 from pipeline.supervisor_args import overrides_from, parse_args, transcript_view
 from pipeline.testmode import TestModeCheck
 from pipeline.transcription import gpu
@@ -48,10 +49,7 @@ class Supervisor:
         self.log = get_logger()
         self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
         self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in topology.active_stages(self.cfg)}
-        self.spares = {name: [StageProcess(name, self.procs[name].argv, start_at=None, standby=True)
-                              for _ in range(cfg.supervisor.spares_per_stage)]
-                       for name in self.procs if topology.base_stage(name) in cfg.supervisor.spares}
-        self.spare_failures = {name: 0 for name in self.spares}
+        self.spares = Spares(self.procs, cfg.supervisor.spares, cfg.supervisor.spares_per_stage, self.policy.backoff)
         self.active: str | None = None
         self.epoch = 0
         self.stopping = False
@@ -157,7 +155,7 @@ class Supervisor:
             self.check.add(frame)
 
     def _on_heartbeat(self, hb: frames.Heartbeat) -> None:
-        proc = next((p for p in (self.procs.get(hb.stage), *self.spares.get(hb.stage, ())) if p and p.pid == hb.pid), None)
+        proc = next((p for p in (self.procs.get(hb.stage), *self.spares.of(hb.stage)) if p and p.pid == hb.pid), None)
         if proc is None:
             return  # a heartbeat from a process we already replaced
         try:
@@ -171,7 +169,7 @@ class Supervisor:
         proc.state, proc.last_heartbeat, proc.busy_since_ns = state, now, hb.busy_since_ns
         if proc.standby:
             if state is StageState.STANDBY and not proc.ready_reported:
-                proc.ready_reported, self.spare_failures[proc.name] = True, 0
+                self.spares.ready(proc)
                 self.log.info("spare_ready", stage_name=proc.name, pid=proc.pid, start_s=round(now - proc.spawned_at, 3))
             return
         if proc.healthy and not proc.ready_reported:
@@ -211,13 +209,10 @@ class Supervisor:
         # Spares only once the pipeline serves: they would slow the first start down for nothing.
         serving = self.active is not None and all(
             p.healthy for n, p in self.procs.items() if n not in topology.WORKERS)
-        for spare in self._all_spares():
+        for spare in self.spares.all():
             self._reconcile_spare(spare, now, serving)
         self.record.save(self.epoch, self.active, [(p.name, p.pid, p.standby, p.restarts)
-                                                   for p in (*self.procs.values(), *self._all_spares()) if p.alive])
-
-    def _all_spares(self) -> list[StageProcess]:
-        return [spare for slots in self.spares.values() for spare in slots]
+                                                   for p in (*self.procs.values(), *self.spares.all()) if p.alive])
 
     def _adopt(self, inherited: Record, on_exit) -> None:
         """Take over the processes a crashed supervisor left serving (pipeline/adoption.py): their
@@ -228,10 +223,7 @@ class Supervisor:
                 adopted = AdoptedProcess(survivor.pid, on_exit)
             except ProcessLookupError:
                 continue  # exited since the record was read: started afresh like any dead stage
-            if survivor.standby:  # a free spare slot of its stage
-                proc = next((p for p in self.spares.get(survivor.name, ()) if p.popen is None), None)
-            else:
-                proc = self.procs.get(survivor.name)
+            proc = self.spares.free_slot(survivor.name) if survivor.standby else self.procs.get(survivor.name)
             if proc is None or proc.popen is not None:
                 self.log.warning("stage_not_adopted", stage_name=survivor.name, pid=survivor.pid,
                                  reason="not in this topology")
@@ -267,24 +259,15 @@ class Supervisor:
 
     def _spare_failed(self, spare: StageProcess, reason: str, now: float) -> None:
         self.metrics.mark_dead(spare.pid)
-        self.spare_failures[spare.name] += 1
         self.log.warning("spare_failed", stage_name=spare.name, pid=spare.pid, reason=reason)
-        spare.popen, spare.state = None, StageState.DOWN
-        spare.start_at = now + self.policy.backoff.delay_s(self.spare_failures[spare.name])
+        self.spares.failed(spare, now)
 
     def _promote_spare(self, dead: StageProcess, now: float, next_spare_after_s: float) -> bool:
-        """Replace a dead process with a spare: one standing by, else the one preloading longest
-        (Activate is sent once it is in standby); a new spare takes its slot."""
-        slots = self.spares.get(dead.name, [])
-        alive = sorted((n for n, p in enumerate(slots) if p.alive),
-                       key=lambda n: (slots[n].state is not StageState.STANDBY, slots[n].spawned_at))
-        if not alive:
+        """Replace a dead process with a spare (pipeline/spares.py chooses which)."""
+        spare = self.spares.take(dead, now, next_spare_after_s)
+        if spare is None:
             return False
-        spare = slots[alive[0]]
-        spare.standby, spare.restarts, spare.spawned_at, spare.last_heartbeat = False, dead.restarts, now, now
-        spare.ready_reported = False
         self.procs[dead.name] = spare
-        slots[alive[0]] = StageProcess(dead.name, dead.argv, start_at=now + next_spare_after_s, standby=True)
         self.log.info("spare_promoted", stage_name=spare.name, pid=spare.pid, replaces=dead.pid)
         # Now, whatever we last heard: a spare adopted from a crashed supervisor and not heard yet
         # is most likely standing by (and one still preloading reads it once it is: its SUB queue
@@ -322,7 +305,7 @@ class Supervisor:
     def _next_start(self, after: float) -> float:
         """When the next stage or spare is due to be spawned after the last pass (monotonic s; inf:
         none is). One already due then waits on something else (the pipeline serving), not the clock."""
-        due = [p.start_at for p in (*self.procs.values(), *self._all_spares())
+        due = [p.start_at for p in (*self.procs.values(), *self.spares.all())
                if p.start_at is not None and p.start_at > after]
         return min(due, default=math.inf)
 
@@ -381,7 +364,7 @@ class Supervisor:
         # Re-sent every heartbeat interval: PUB/SUB drops messages sent before a peer joins.
         if self.active:
             send(self.down, frames.Route(self.active, self.epoch), "supervisor", 0)
-        owned = [p.pid for p in (*self.procs.values(), *self._all_spares()) if p.alive]
+        owned = [p.pid for p in (*self.procs.values(), *self.spares.all()) if p.alive]
         send(self.down, frames.Owned(os.getpid(), owned), "supervisor", 0)  # pipeline/ownership.py
 
     def _shutdown(self) -> None:
@@ -391,8 +374,8 @@ class Supervisor:
         stop_all([p for n, p in self.procs.items() if kind[n] in topology.FRONT_DOORS], grace)
         stop_all([p for n, p in self.procs.items() if kind[n] == "vad"], self.sup.drain_timeout_s + grace)
         stop_all([p for n, p in self.procs.items() if kind[n] not in (*topology.FRONT_DOORS, "vad")]
-                 + self._all_spares(), grace)
-        for proc in [*self.procs.values(), *self._all_spares()]:
+                 + self.spares.all(), grace)
+        for proc in [*self.procs.values(), *self.spares.all()]:
             if proc.pid:
                 self.metrics.mark_dead(proc.pid)
         self.log.info("supervisor_stopped", exit_code=int(self.exit_code))
@@ -411,7 +394,7 @@ class Supervisor:
         ready = all(self.procs[n].healthy for n in required) and self.active is not None and fresh
         return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active,
                        "pids": {n: p.pid for n, p in self.procs.items() if p.alive},
-                       "spares": {n: [p.state.value for p in slots] for n, slots in self.spares.items()},
+                       "spares": self.spares.states(),
                        "engine_answered_age_s": answered_age_s, "breakers": breakers}
 
 
