@@ -318,7 +318,8 @@ def print_table(summary: dict) -> None:
         print(f"{name:16} {row['p50']:>6} {row['p95']:>6} {row['max']:>6} {row['n']:>4}")
     if "said" in summary:
         said = summary["said"]
-        print(f"against the clean run ({said['reference_finals']} finals): said but lost {said['lost']}  "
+        print(f"against the clean run ({said['reference_finals']} finals): said but lost {said['lost']} "
+              f"({said['decoded_differently']} of them: other words heard in their place)  "
               f"published twice {said['duplicated']}")
 
 
@@ -362,6 +363,7 @@ def main() -> None:
     if clean is not None:
         said = compare_said(clean.texts, report.texts)
         summary["said"] = {"reference_finals": len(clean.texts), "lost": len(said.lost),
+                           "decoded_differently": len(said.decoded_differently),
                            "duplicated": len(said.duplicated), "lost_texts": said.lost,
                            "duplicated_texts": said.duplicated}
     print_table(summary)

@@ -9,7 +9,10 @@ utterance is *lost* when most of its words found no counterpart, and a run's fin
 reference it sits next to (text published twice, under another id or split differently).
 Different cut points between the runs move words between finals, which the joined alignment
 ignores; the model deciding differently on a differently cut utterance shows as a few
-unmatched words, below the "most of its words" bar.
+unmatched words, below the "most of its words" bar. A short final can fall below that bar that
+way too (« au poste » heard as « Oubaste »): a lost final whose place in the run holds words of
+its own, matching nothing, is also listed as *decoded differently*, so a reader can tell speech
+that was heard and misheard from speech that never came out at all.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ NEAR_WORDS = 40  # a duplicate repeats words from this close to where it sits in
 class SaidReport:
     lost: list[str]        # reference finals mostly missing from the run
     duplicated: list[str]  # run finals whose words were already published
+    decoded_differently: list[str] = ()  # of `lost`: other, unmatched words stand in their place
 
 
 def _spans(texts: list[str]) -> tuple[list[str], list[tuple[int, int]]]:
@@ -55,10 +59,24 @@ def compare_said(reference: list[str], run: list[str], stopped_early: bool = Fal
         said = [i for i, gone in enumerate(missing) if not gone and ref_spans[i][1] > ref_spans[i][0]]
         missing = missing[:said[-1] + 1] if said else []
     lost = [text for text, gone in zip(reference, missing) if gone]
+    heard_instead = _unmatched_by_position(run_to_ref, len(run_words))
+    decoded_differently = [text for text, gone, (a, b) in zip(reference, missing, ref_spans)
+                           if gone and any(a <= position <= b for position in heard_instead)]
     duplicated = [text for text, (a, b) in zip(run, run_spans)
                   if b > a and sum(i in run_to_ref for i in range(a, b)) < MOSTLY * (b - a)
                   and _repeats_nearby(run_words[a:b], ref_words, _reference_position(run_to_ref, a))]
-    return SaidReport(lost, duplicated)
+    return SaidReport(lost, duplicated, decoded_differently)
+
+
+def _unmatched_by_position(run_to_ref: dict[int, int], run_length: int) -> list[int]:
+    """For every run word matching nothing, where it sits in the reference (`_reference_position`)."""
+    positions, after = [], 0
+    for j in range(run_length):
+        if j in run_to_ref:
+            after = run_to_ref[j] + 1
+        else:
+            positions.append(after)
+    return positions
 
 
 def align(ref: list[str], run: list[str], run_is_prefix: bool = False) -> dict[int, int]:

@@ -42,3 +42,11 @@ def test_a_sentence_lost_before_the_stop_still_counts():
     run = REFERENCE + [REFERENCE[0], REFERENCE[2], REFERENCE[3], REFERENCE[0]]
     report = compare_said(looped, run, stopped_early=True)
     assert report.lost == [REFERENCE[1]] and not report.duplicated
+
+
+def test_a_short_final_misheard_in_its_place_is_lost_but_said_to_be_decoded_differently():
+    reference = [REFERENCE[0], "au poste", REFERENCE[2]]
+    report = compare_said(reference, [REFERENCE[0], "Oubaste", REFERENCE[2]])
+    assert report.lost == ["au poste"] and report.decoded_differently == ["au poste"]
+    gone = compare_said(reference, [REFERENCE[0], REFERENCE[2]])  # nothing where it was: lost, and only that
+    assert gone.lost == ["au poste"] and not gone.decoded_differently
