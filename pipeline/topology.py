@@ -27,8 +27,8 @@ from pipeline.transport import PortSpec, ipc_endpoint
 
 WORKERS = ("transcribe_gpu", "transcribe_cpu")  # routing preference, best first
 STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming", "openai", "capture")  # consumers first
-FRONT_DOORS = ("capture", "wyoming", "openai")
-MODULES = {"openai": "openai_api"}  # stages/<module>.py where it is not the stage's name (`openai` is the client package's)  # where work comes in: stopped first, so the VAD can drain what they sent
+FRONT_DOORS = ("capture", "wyoming", "openai")  # where work comes in: stopped first, so the VAD can drain what they sent
+MODULES = {"openai": "openai_api"}  # stages/<module>.py where it is not the stage's name (`openai` is the client package's)
 
 
 LANED = ("capture", "vad")  # the stages each lane (microphone) has its own process of
