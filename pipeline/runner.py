@@ -134,6 +134,7 @@ class StageRunner:
         self._log = get_logger()
         self._ownership = Ownership(orphan_grace_s, self._log)
         self._sockets: dict = {}
+        self._signal_fd = -1  # signals' wake-up pipe, set by run()
         self._frames_in, self._frames_out = metrics.Children(metrics.FRAMES_IN), metrics.Children(metrics.FRAMES_OUT)
 
     # -- live mode -----------------------------------------------------------------
@@ -146,6 +147,10 @@ class StageRunner:
         """
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.request_stop())
+        # A signal also writes to this pipe, which every wait polls: a stop is seen at once, not at
+        # the end of the wait (a spare waits up to its 5 s heartbeat interval).
+        self._signal_fd, notify = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(notify)
         transport = Transport()
         try:
             self._open_control(transport, run_dir)
@@ -179,6 +184,8 @@ class StageRunner:
         self._port_of = {id(self._sockets[n]): n for n in by_priority}
         self._priority = {id(self._sockets[n]): rank for rank, n in enumerate(by_priority)}
         self._poller = Poller([self._sockets[n] for n in by_priority])
+        if self._signal_fd >= 0:
+            self._poller.add_fd(self._signal_fd)
         if self.stage.wake_fd is not None:
             self._poller.add_fd(self.stage.wake_fd)
         inputs = list(self.stage.inputs)  # for each input, the more urgent ones that may preempt its calls
@@ -199,12 +206,15 @@ class StageRunner:
         """Heartbeat as a spare until Activate(our pid) arrives (True) or we are stopped (False)."""
         control = self._sockets["_control_down"]
         poller = Poller([control])
+        poller.add_fd(self._signal_fd)
         while not self._stop_requested:
             now = self._clock()
             if now >= self._next_hb_ns:
                 self._next_hb_ns = now + self._spare_hb_ns
                 self._send_heartbeat()
-            if not poller.readable(max(0.0, (self._next_hb_ns - now) / 1e9)):
+            readable = poller.readable(max(0.0, (self._next_hb_ns - now) / 1e9))
+            self._drain_signal_fd(readable)
+            if control not in readable:
                 continue
             frame = self._decode("_control_down", recv_parts(control))
             if isinstance(frame, frames.Stop):
@@ -267,6 +277,7 @@ class StageRunner:
         if wake is not None:
             self._poller.enable(wake, produce)
         readable = self._poller.readable(0.0 if produce and wake is None else wait_s)
+        self._drain_signal_fd(readable)
         woken = wake is not None and wake in readable
         sockets = [s for s in readable if not isinstance(s, int)]
         if sockets:
@@ -274,6 +285,13 @@ class StageRunner:
             self._dispatch(self._port_of[id(sock)], recv_parts(sock))
         if produce and (wake is None or woken):
             self._outbox.extend(self._stage_call(self.stage.produce, 0.0 if woken else wait_s))
+
+    def _drain_signal_fd(self, readable: list) -> None:
+        if self._signal_fd in readable:
+            try:
+                os.read(self._signal_fd, 512)
+            except BlockingIOError:
+                pass
 
     def _dispatch(self, port: str, parts: list[bytes]) -> None:
         if self._recorder:

@@ -19,7 +19,10 @@ from pipeline.transport import Poller, PortSpec, Transport, recv_parts
 class LoneStage:
     """`python -m stages.<module>` on a private run dir; its heartbeats, metrics and logs observed."""
 
-    def __init__(self, run_dir: Path, module: str, *args: str, config: dict | None = None) -> None:
+    def __init__(self, run_dir: Path, module: str, *args: str, config: dict | None = None,
+                 until: StageState | None = None) -> None:
+        """Returns once the stage serves (its heartbeat says so) or, with `until`, once its log says
+        it reached that state (a spare's STANDBY: its heartbeats are too rare to wait for)."""
         self.run_dir = run_dir
         self.prom = run_dir / "prom"
         self.prom.mkdir(parents=True, exist_ok=True)
@@ -33,9 +36,13 @@ class LoneStage:
         self.proc = subprocess.Popen([sys.executable, "-m", f"stages.{module}", "--config",
                                       str(run_dir / "config.json"), *args], cwd=ROOT, env=env,
                                      stderr=open(run_dir / "stage.log", "wb"))
-        wait_until(self._ready, 120, what=f"{module} READY")
+        self._until = until
+        wait_until(self._ready, 120, what=f"{module} {until.value if until else 'READY'}")
 
     def _ready(self) -> bool:
+        if self._until is not None:
+            assert self.proc.poll() is None, self.log()
+            return self.log_count(f"stage_{self._until.value}") > 0
         for sock in Poller([self.up]).readable(0.1):
             hb = frames.decode(recv_parts(sock))
             if hb.pid == self.proc.pid and StageState(hb.state).serving:

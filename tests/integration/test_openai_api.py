@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from pipeline.harness.pipeline_process import ROOT, pipeline_config
+from pipeline.harness.waiting import wait_until
 from pipeline.testmode import keyword_hits
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,9 @@ def test_the_official_client_transcribes_french_in_every_response_format(client)
         with open(AUDIO / "fr-conf-full.wav", "rb") as f:
             body = api.audio.transcriptions.create(model="whisper-1", file=f, response_format=fmt)
         assert body.startswith(head) and keyword_hits(CONF, body) >= 3, (fmt, body)
-    assert len(pipeline.find("openai_request_served")) == 6
+    # The log and the subscriber are read in threads of their own: wait for them, then check.
+    wait_until(lambda: len(pipeline.find("openai_request_served")) == 6, 30, what="six requests logged")
+    wait_until(lambda: pipeline.subscriber.transcripts(), 30, what="the finals on the public topic")
     assert {t.source for t in pipeline.subscriber.transcripts()} == {"openai:127.0.0.1"}
 
 
@@ -65,6 +68,6 @@ def test_bad_requests_get_openai_shaped_errors_and_the_stage_goes_on(client):
     wrong_key = openai.OpenAI(base_url=api.base_url, api_key="not-the-key-at-all", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong_key.models.list()
-    assert pipeline.find("openai_request_refused", status=401)
+    pipeline.wait_event("openai_request_refused", timeout_s=30, status=401)  # the log line is read in a thread
     with open(AUDIO / "fr-conf-full.wav", "rb") as f:  # still serving
         assert keyword_hits(CONF, api.audio.transcriptions.create(model="whisper-1", file=f).text) >= 3
