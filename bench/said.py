@@ -17,6 +17,7 @@ that was heard and misheard from speech that never came out at all.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -32,7 +33,7 @@ NEAR_WORDS = 40  # a duplicate repeats words from this close to where it sits in
 class SaidReport:
     lost: list[str]        # reference finals mostly missing from the run
     duplicated: list[str]  # run finals whose words were already published
-    decoded_differently: list[str] = ()  # of `lost`: other, unmatched words stand in their place
+    decoded_differently: list[str] = dataclasses.field(default_factory=list)  # of `lost`: other words in their place
 
 
 def _spans(texts: list[str]) -> tuple[list[str], list[tuple[int, int]]]:

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pipeline.topology import base_stage
+
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 FRAMES_IN = Counter("stt_frames_in_total", "Frames received by a stage", ["stage", "kind"])
@@ -117,12 +119,12 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
             SPECULATION.labels(worker, outcome)
     for metric in (PUBLISHED, DUPLICATES, NON_SPEECH, PARTIALS_PUBLISHED, E2E_LATENCY):
         metric.labels("sink")
-    for vad in [s for s in stages if s.partition(".")[0] == "vad"] or ["vad"]:  # one per lane
+    for vad in [s for s in stages if base_stage(s) == "vad"] or ["vad"]:  # one per lane
         for reason in CLOSE_REASONS:
             UTTERANCES.labels(vad, reason)
         QUEUE_DEPTH.labels(vad).set(0)
         VAD_GATED.labels(vad)
-    for capture in [s for s in stages if s.partition(".")[0] == "capture"] or ["capture"]:
+    for capture in [s for s in stages if base_stage(s) == "capture"] or ["capture"]:
         REPLAYED_FRAMES.labels(capture)
     for store in STATE_STORES:
         STATE_WRITE_ERRORS.labels(store)

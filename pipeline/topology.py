@@ -132,8 +132,8 @@ def stage_record(run_dir: Path) -> Path:
 def state_paths(run_dir: Path) -> tuple[Path, ...]:
     """What stages keep across their own crashes and the supervisor's (pipeline/rundir.py): lane
     0's spool, the published ids and lane 0's cursor first, then the rest and every other lane's."""
-    lanes = sorted({int(p.name.split(".")[1]) for pattern in ("vad_spool.*", "capture_cursor.*.json", "vad_offset.*.json")
-                    for p in run_dir.glob(pattern) if p.name.split(".")[1].isdigit()})
+    lanes = sorted({int(lane) for pattern in ("vad_spool.*", "capture_cursor.*.json", "vad_offset.*.json")
+                    for p in run_dir.glob(pattern) if (lane := p.name.split(".")[1]).isdigit()})
     laned = [path for lane in lanes for path in (vad_spool(run_dir, lane), capture_cursor(run_dir, lane),
                                                   vad_offset(run_dir, lane))]
     return (vad_spool(run_dir), published_ids(run_dir), capture_cursor(run_dir), vad_offset(run_dir), history(run_dir),
