@@ -25,7 +25,7 @@ from pipeline.policy import Failover, GiveUp, Restart, RestartPolicy, choose_act
 from pipeline.procs import StageProcess, child_env, child_exit_pipe, kill, rss_mib, stage_command, stop_all, wake_up
 from pipeline.rundir import RunDirError, clear_after_clean_stop, fresh_metrics_dir, leftover_state, open_run_dir
 from pipeline.spares import Spares
-from pipeline.supervisor_args import overrides_from, parse_args, transcript_view
+from pipeline.supervisor_args import overrides_from, parse_args, remote_worker_flags, transcript_view
 from pipeline.testmode import TestModeCheck
 from pipeline.transcription import gpu
 from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
@@ -40,7 +40,9 @@ class Supervisor:
     out the restart and routing decisions of pipeline/policy.py, and stops everything in order."""
 
     def __init__(self, cfg: PipelineConfig, run_dir: Path, transcript_view: str | None, check: TestModeCheck | None,
-                 keep_running: bool = False, record: StageRecord | None = None, inherited: Record | None = None) -> None:
+                 keep_running: bool = False, record: StageRecord | None = None, inherited: Record | None = None,
+                 worker_flags: list[str] | None = None) -> None:
+        """`worker_flags` (`--role worker`): run only the workers, joined to a remote pipeline with these."""
         self.cfg = cfg
         self.keep_running = keep_running
         self.sup = cfg.supervisor
@@ -48,7 +50,9 @@ class Supervisor:
         self.check = check
         self.log = get_logger()
         self.policy = RestartPolicy(cfg.supervisor.restart, "transcribe_gpu", "transcribe_cpu")
-        self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in topology.active_stages(self.cfg)}
+        self.worker_flags = worker_flags or []
+        stages = [n for n in topology.active_stages(cfg) if topology.is_worker(n) or not worker_flags]
+        self.procs = {name: StageProcess(name, self._argv(name, transcript_view)) for name in stages}
         self.spares = Spares(self.procs, cfg.supervisor.spares, cfg.supervisor.spares_per_stage, self.policy.backoff)
         self.active: str | None = None
         self.epoch = 0
@@ -66,9 +70,10 @@ class Supervisor:
 
     def _argv(self, name: str, transcript_view: str | None) -> list[str]:
         snapshot = ["--config", str(self.run_dir / "config.resolved.json")]
-        if name in topology.WORKERS:
-            return stage_command("transcribe", "--worker", name, *snapshot)
         base, lane = topology.base_stage(name), topology.lane_of(name)
+        if base in topology.WORKERS:
+            return stage_command("transcribe", "--worker", base, *(["--member", str(lane)] if lane else []), *snapshot,
+                                 *self.worker_flags)
         return stage_command(topology.MODULES.get(base, base), *snapshot, *(["--lane", str(lane)] if lane else []),
                              *(["--print", transcript_view] if name == "sink" and transcript_view else []))
 
@@ -80,7 +85,8 @@ class Supervisor:
             worker_cfg = topology.worker_config(self.cfg, worker)
             models_by_device.setdefault(worker_cfg.device, []).extend(worker_cfg.models)
         gpus = gpu.device_labels() if "cuda" in models_by_device else []
-        self.metrics.declare_known_series(models_by_device, self.procs, workers, gpus)
+        members = [n for n in self.procs if topology.is_worker(n)]  # `transcribe_cpu`, `transcribe_cpu.1`, ...
+        self.metrics.declare_known_series(models_by_device, self.procs, members, gpus)
 
     # -- main loop -------------------------------------------------------------------
 
@@ -178,9 +184,10 @@ class Supervisor:
             self.metrics.STAGE_UP.labels(proc.name).set(1)
             self.log.info("stage_up", stage_name=proc.name, pid=proc.pid,
                           start_s=round(now - proc.spawned_at, 3), restarts=proc.restarts)
-            if proc.name == "sink" and proc.restarts and not proc.adopted:
-                # Results in flight to the dead sink are gone: a new epoch makes the VAD re-send
-                # every unacknowledged utterance (workers answer those from their cache).
+            if proc.name in ("sink", "dispatch") and proc.restarts and not proc.adopted:
+                # Results in flight to the dead sink (or jobs held by the dead dispatcher) are gone: a
+                # new epoch makes the VAD re-send every unacknowledged utterance (workers answer
+                # those they already decoded from their cache).
                 self.epoch += 1
             self._publish_route()  # now, not at the next tick: a new VAD needs it before it can send
 
@@ -208,7 +215,7 @@ class Supervisor:
         self._announce_once()
         # Spares only once the pipeline serves: they would slow the first start down for nothing.
         serving = self.active is not None and all(
-            p.healthy for n, p in self.procs.items() if n not in topology.WORKERS)
+            p.healthy for n, p in self.procs.items() if not topology.is_worker(n))
         for spare in self.spares.all():
             self._reconcile_spare(spare, now, serving)
         self.record.save(self.epoch, self.active, [(p.name, p.pid, p.standby, p.restarts)
@@ -233,10 +240,10 @@ class Supervisor:
             proc.popen, proc.adopted, proc.restarts, proc.start_at = adopted, True, survivor.restarts, None
             proc.state, proc.spawned_at, proc.last_heartbeat = StageState.STARTING, now, now
             self.log.info("stage_adopted", stage_name=proc.name, pid=proc.pid, standby=proc.standby)
-            if proc.name in topology.WORKERS and not proc.standby:
+            if topology.is_worker(proc.name) and not proc.standby:
                 self._unheard.add(proc.pid)
         self.epoch = inherited.epoch
-        if inherited.active in self.procs and self.procs[inherited.active].adopted:
+        if any(p.adopted for n, p in self.procs.items() if topology.base_stage(n) == inherited.active):
             self.active = inherited.active
             for name in topology.WORKERS:
                 self.metrics.ACTIVE_WORKER.labels(name).set(1 if name == self.active else 0)
@@ -290,7 +297,7 @@ class Supervisor:
     def _announce_once(self) -> None:
         """A person at a terminal sees warnings only (logging.console_level): tell them once that it listens."""
         if self._announced or not console_logs() or self.active is None or not all(
-                p.healthy for n, p in self.procs.items() if n not in topology.WORKERS):
+                p.healthy for n, p in self.procs.items() if not topology.is_worker(n)):
             return
         self._announced = True
         audio, wyoming = self.cfg.audio, self.cfg.servers.wyoming
@@ -334,19 +341,22 @@ class Supervisor:
         elif isinstance(decision, Failover):
             proc.start_at = now + decision.retry_after_s
             log("gpu_worker_failover", to=decision.to, retry_in_s=decision.retry_after_s, reason=reason)
-        elif isinstance(decision, GiveUp):
+        if topology.is_worker(proc.name):
+            self._publish_route()  # its pid leaves Owned now: the dispatcher gives its jobs to another
+        if isinstance(decision, GiveUp):
             proc.failed = True
             self.metrics.STAGE_FAILED.labels(proc.name).set(1)
             self.log.error("stage_given_up", stage_name=proc.name, reason=decision.reason)
-            if proc.name not in topology.WORKERS or not any(
-                    not p.failed for n, p in self.procs.items() if n in topology.WORKERS):
+            if not topology.is_worker(proc.name) or not any(
+                    not p.failed for n, p in self.procs.items() if topology.is_worker(n)):
                 self.request_stop(f"{proc.name} failed permanently", ExitCode.FAILURE)
 
     def _update_route(self) -> None:
         if time.monotonic() < self._settle_until and any(
-                p.pid in self._unheard and p.alive for n, p in self.procs.items() if n in topology.WORKERS):
+                p.pid in self._unheard and p.alive for n, p in self.procs.items() if topology.is_worker(n)):
             return  # an adopted worker not heard from yet is not a failed one: keep its route
-        healthy = [name for name, p in self.procs.items() if name in topology.WORKERS and p.healthy]
+        healthy = [topology.base_stage(n) for n, p in self.procs.items() if topology.is_worker(n) and p.healthy]
+        healthy += topology.remote_only(self.cfg)
         active = choose_active(healthy, topology.WORKERS)
         if active == self.active:
             return
@@ -390,7 +400,7 @@ class Supervisor:
         # Epoch seconds on purpose: the gauge is written by another process and read by Prometheus too.
         answered_age_s = time.time() - last_ok[device] if device in last_ok else None
         fresh = answered_age_s is not None and answered_age_s <= 3 * self.cfg.transcribe.health_probe_s
-        required = [n for n in self.procs if n not in topology.WORKERS]
+        required = [n for n in self.procs if not topology.is_worker(n)]
         ready = all(self.procs[n].healthy for n in required) and self.active is not None and fresh
         return ready, {"alive": not self.stopping, "stages": stages, "active_worker": self.active,
                        "pids": {n: p.pid for n, p in self.procs.items() if p.alive},
@@ -425,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
 
     check = TestModeCheck() if args.test_mode else None
     supervisor = Supervisor(cfg, run_dir, transcript_view(args), check=check, keep_running=args.keep_running,
-                            record=record, inherited=inherited)
+                            record=record, inherited=inherited, worker_flags=remote_worker_flags(args))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.request_stop("signal"))
     supervisor.prepare_metrics()

@@ -43,12 +43,22 @@ import soundfile
 from bench.said import compare_said
 from pipeline.harness.pipeline_process import PipelineProcess, pid_alive, pipeline_config
 from pipeline.harness.waiting import wait_until
-from pipeline.topology import WORKERS
+from pipeline.topology import WORKERS, base_stage, is_worker, lane_stage
 
-STAGES = ("capture", "vad", "transcribe_gpu", "transcribe_cpu", "sink")
+STAGES = ("capture", "vad", "dispatch", "transcribe_gpu", "transcribe_cpu", "sink")
 SUPERVISOR = "supervisor"  # restarted by the harness, as systemd would (examples/systemd/luxa-stt.service)
-SPARES = tuple(f"spare:{name}" for name in ("capture", "vad", "transcribe_cpu", "sink"))
+SPARES = tuple(f"spare:{name}" for name in ("capture", "vad", "dispatch", "transcribe_cpu", "sink"))
 EVERYTHING = (*STAGES, SUPERVISOR, *SPARES)
+
+
+def everything(cpu_workers: int = 1) -> tuple[str, ...]:
+    """Every victim of a pipeline whose CPU pool has `cpu_workers` members (each with its spare)."""
+    members = tuple(lane_stage("transcribe_cpu", k) for k in range(1, cpu_workers))
+    return (*STAGES, *members, SUPERVISOR, *SPARES, *(f"spare:{m}" for m in members))
+
+
+def _is_stage(victim: str) -> bool:
+    return victim != SUPERVISOR and not victim.startswith("spare:")
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -88,9 +98,9 @@ class ChaosReport:
         return sorted(v * 1000 for v in values if v is not None)
 
     def summary(self) -> dict:
-        rows = {"all": self.recovery_ms(), **{s: self.recovery_ms(s) for s in EVERYTHING}}
-        service = {"all": self.recovery_ms(kind="service_s"),
-                   **{s: self.recovery_ms(s, "service_s") for s in EVERYTHING}}
+        victims = dict.fromkeys(k.stage for k in self.kills)
+        rows = {"all": self.recovery_ms(), **{s: self.recovery_ms(s) for s in victims}}
+        service = {"all": self.recovery_ms(kind="service_s"), **{s: self.recovery_ms(s, "service_s") for s in victims}}
         return {"kills": len(self.kills), "kills_by_stage": dict(Counter(k.stage for k in self.kills)),
                 "unrecovered": sum(k.recovered_s is None for k in self.kills),
                 "replaced_by_spare": sum(k.by_spare for k in self.kills),
@@ -112,12 +122,12 @@ def _wall(event: dict) -> float:
     return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
-def chaos_config(run_dir: Path, gpu_on_cpu: bool = True, spares_per_stage: int = 1) -> dict:
-    """Defaults, except: never give up under deliberate kills, and a CPU-model "GPU" worker."""
+def chaos_config(run_dir: Path, gpu_on_cpu: bool = True, spares_per_stage: int = 1, cpu_workers: int = 1) -> dict:
+    """Defaults, except: never give up under deliberate kills, a CPU-model "GPU" worker, and
+    `cpu_workers` in the CPU pool."""
     cfg = pipeline_config(run_dir, supervisor={"restart": {"max_restarts": 100_000, "stable_after_s": 2.0},
                                                "spares_per_stage": spares_per_stage})
-    if gpu_on_cpu:
-        cfg["transcribe"] = {"gpu": {"device": "cpu"}}
+    cfg["transcribe"] = {"cpu": {"workers": cpu_workers}, **({"gpu": {"device": "cpu"}} if gpu_on_cpu else {})}
     return cfg
 
 
@@ -158,7 +168,7 @@ def run_chaos(audio: Path, run_dir: Path, config: dict, interval_s: tuple[float,
     the VAD drain everything it closed. Without it, the recording plays once to its end.
     """
     report = ChaosReport()
-    core = tuple(s for s in stages if s in STAGES) or STAGES  # what must be up (and back) around the kills
+    core = tuple(s for s in stages if _is_stage(s)) or STAGES  # what must be up (and back) around the kills
     started = time.monotonic()
     loop = ["--loop"] if kills_per_stage else []
     pipeline = PipelineProcess(run_dir, config, "--source", str(audio), "--fast", "--quiet", *loop)
@@ -193,7 +203,7 @@ def _all_replaced(pipeline: PipelineProcess, report: ChaosReport, stages: tuple[
     last_killed = {k.stage: k.pid for k in report.kills}
     spares = ready_spares(pipeline)
     return (all(s in running and running[s] != last_killed.get(s) for s in stages)
-            and all(s in spares and spares[s] != pid for s, pid in last_killed.items() if s in SPARES))
+            and all(s in spares and spares[s] != pid for s, pid in last_killed.items() if s.startswith("spare:")))
 
 
 def _still_running(pipeline: PipelineProcess) -> bool:
@@ -252,14 +262,14 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
         if kill.stage == SUPERVISOR:
             kill.recovered_s, kill.service_s = _supervisor_back(kill, ups, adopted)
             continue
-        if kill.stage in SPARES:  # nothing was interrupted; the process is back once a new spare is ready
+        if kill.stage.startswith("spare:"):  # nothing was interrupted; the process is back once a new spare is ready
             later = [t for t, name in spares_ready if name == kill.stage and t >= kill.at_wall_s]
             kill.recovered_s, kill.service_s = (min(later) - kill.at_wall_s if later else None), 0.0
             continue
         later = [_wall(e) for e in ups if e["stage_name"] == kill.stage and e["pid"] != kill.pid
                  and _wall(e) >= kill.at_wall_s]
         kill.recovered_s = min(later) - kill.at_wall_s if later else None
-        kill.service_s = _service_recovery(kill, switches) if kill.stage in WORKERS else kill.recovered_s
+        kill.service_s = _service_recovery(kill, switches) if is_worker(kill.stage) else kill.recovered_s
         kill.by_spare = kill.pid in promoted
 
 
@@ -271,7 +281,7 @@ def _supervisor_back(kill: Kill, ups: list[dict], adopted: set[int]) -> tuple[fl
         if _wall(event) >= kill.at_wall_s:
             firsts.setdefault(event["stage_name"], event)
     worker = min((firsts[w] for w in WORKERS if w in firsts), key=_wall, default=None)
-    needed = [firsts.get(name) for name in ("capture", "vad", "sink")] + [worker]
+    needed = [firsts.get(name) for name in ("capture", "vad", "dispatch", "sink")] + [worker]
     if None in needed:
         return None, None
     back = max(map(_wall, needed)) - kill.at_wall_s
@@ -282,7 +292,8 @@ def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> f
     """A killed standby worker interrupts nothing; a killed active one until a worker is routed
     again, or its replacement is READY while the route still names it (no switch was needed)."""
     before = [to for t, to in switches if t < kill.at_wall_s]
-    if not before or before[-1] != kill.stage:
+    if not before or before[-1] != base_stage(kill.stage) or kill.stage != base_stage(kill.stage):
+        # Not routed to, or a pool member other than the first (approximated: the others serve on).
         return 0.0
     routed = [t - kill.at_wall_s for t, to in switches if t >= kill.at_wall_s and to is not None]
     back = [v for v in (min(routed, default=None), kill.recovered_s) if v is not None]
@@ -338,6 +349,7 @@ def main() -> None:
     parser.add_argument("--spares-per-stage", type=int, default=1,
                         help="supervisor.spares_per_stage: 2 also covers a second kill of a stage while its "
                              "new spare preloads (1-5 s), which a kill every ~1 s often is")
+    parser.add_argument("--cpu-workers", type=int, default=1, help="transcribe.cpu.workers: the CPU pool's size")
     parser.add_argument("--against-clean", action="store_true",
                         help="first a clean run of the same recording: count what was said, not what was closed")
     args = parser.parse_args()
@@ -351,12 +363,15 @@ def main() -> None:
         clean = None
         if args.against_clean:
             (run_dir / "clean").mkdir(mode=0o700)
-            clean = run_chaos(audio, run_dir / "clean", chaos_config(run_dir / "clean"), max_kills=0)
-        report = run_chaos(audio, run_dir, chaos_config(run_dir, spares_per_stage=args.spares_per_stage),
+            clean = run_chaos(audio, run_dir / "clean", chaos_config(run_dir / "clean", cpu_workers=args.cpu_workers),
+                              max_kills=0)
+        cfg = chaos_config(run_dir, spares_per_stage=args.spares_per_stage, cpu_workers=args.cpu_workers)
+        victims = everything(args.cpu_workers)
+        report = run_chaos(audio, run_dir, cfg,
                            (args.min_interval, args.max_interval),
                            max_kills=None if args.kills_per_stage else args.kills,
                            kills_per_stage=args.kills_per_stage, seed=args.seed,
-                           stages=EVERYTHING if args.victims == "all" else STAGES)
+                           stages=victims if args.victims == "all" else tuple(filter(_is_stage, victims)))
         OUT.mkdir(exist_ok=True)
         shutil.copy(run_dir / "pipeline.log", OUT / "chaos-pipeline.log")  # to profile a slow recovery afterwards
     summary = report.summary()

@@ -139,8 +139,9 @@ def expected_malformed(parts: list[bytes], kinds: tuple[str, ...]) -> bool:
 
 def fuzz_port(stage: LoneStage, stage_name: str, sock, port: str, kinds: tuple[str, ...], examples: int,
               avoid: tuple[str, ...] = (), topics: tuple[bytes, ...] = (), timeout_s: float = 600,
-              drain=None) -> dict:
-    """Send `examples` hostile messages to one port; check each is handled, and malformed ones counted and logged once."""
+              drain=None, to: bytes | None = None) -> dict:
+    """Send `examples` hostile messages to one port; check each is handled, and malformed ones counted and logged once.
+    `to`: from a ROUTER, the stage's identity (each message goes to it)."""
     handled_before = stage.handled(stage_name)
     malformed_before = stage.counter("stt_frames_malformed_total", stage=stage_name, port=port)
     logged_before = stage.log_count("frame_malformed", port=port)
@@ -150,7 +151,7 @@ def fuzz_port(stage: LoneStage, stage_name: str, sock, port: str, kinds: tuple[s
               suppress_health_check=list(HealthCheck))
     @given(parts=messages(kinds, avoid, topics))
     def send_one(parts: list[bytes]) -> None:
-        send_raw(sock, parts)
+        send_raw(sock, parts if to is None else [to, *parts])
         _drain(drain)
         tally["sent"] += 1
         tally["malformed"] += expected_malformed(parts, kinds)
@@ -165,13 +166,14 @@ def fuzz_port(stage: LoneStage, stage_name: str, sock, port: str, kinds: tuple[s
             "handled": int(stage.handled(stage_name) - handled_before), "same_pid": stage.proc.poll() is None}
 
 
-FUZZED_STAGES = ("sink", "vad", "transcribe")
+FUZZED_STAGES = ("sink", "vad", "dispatch", "transcribe")
 
 
 def _drain(sock) -> None:
     """Take what the stage sends downstream, as its real peer would: else its backpressure stops it."""
-    while sock is not None and Poller([sock]).readable(0):
-        recv_parts(sock)
+    for one in sock.sockets if isinstance(sock, _Drains) else (sock,):
+        while one is not None and Poller([one]).readable(0):
+            recv_parts(one)
 
 
 def fuzz_stages(root: Path, examples: int, only: tuple[str, ...] = FUZZED_STAGES) -> list[dict]:
@@ -196,17 +198,47 @@ def fuzz_stages(root: Path, examples: int, only: tuple[str, ...] = FUZZED_STAGES
             rows.append(fuzz_port(vad, "vad", requests, "requests", ("utterance",), examples))
         finally:
             vad.close()
+    if "dispatch" in only:
+        rows += _fuzz_dispatcher(root / "d", examples)
     if "transcribe" in only:
-        worker = LoneStage(root / "w", "transcribe", "--worker", "transcribe_cpu")
-        try:
-            results = worker.peer(PortSpec("pull", topology.results(worker.run_dir), bind=True))
-            for port, endpoint in (("utterances", topology.utterances), ("partials", topology.partials)):
-                sock = worker.peer(PortSpec("push", endpoint(worker.run_dir, "transcribe_cpu"), bind=True))
-                rows.append(fuzz_port(worker, "transcribe_cpu", sock, port, ("utterance",), examples,
-                                      timeout_s=7200, drain=results))
-        finally:
-            worker.close()
+        rows.append(_fuzz_worker(root / "w", examples))
     return rows
+
+
+def _fuzz_dispatcher(run_dir: Path, examples: int) -> list[dict]:
+    """Its workers' ROUTER (from a stand-in worker's DEALER) and a VAD's job port."""
+    dispatcher = LoneStage(run_dir, "dispatch")
+    try:
+        results = dispatcher.peer(PortSpec("pull", topology.results(dispatcher.run_dir), bind=True))
+        worker = dispatcher.peer(PortSpec("dealer", topology.pool(dispatcher.run_dir), bind=False))
+        drain = _Drains(results, worker)
+        rows = [fuzz_port(dispatcher, "dispatch", worker, "pool", ("worker_ready", "transcript", "turn_hint"),
+                          examples, drain=drain)]
+        jobs = dispatcher.peer(PortSpec("push", topology.utterances(dispatcher.run_dir, "transcribe_cpu"), bind=True))
+        rows.append(fuzz_port(dispatcher, "dispatch", jobs, "transcribe_cpu", ("utterance",), examples, drain=drain))
+        return rows
+    finally:
+        dispatcher.close()
+
+
+def _fuzz_worker(run_dir: Path, examples: int) -> dict:
+    """Its one socket, from a stand-in dispatcher's ROUTER: the worker's credit tells its identity."""
+    worker = LoneStage(run_dir, "transcribe", "--worker", "transcribe_cpu")
+    try:
+        dispatcher = worker.peer(PortSpec("router", topology.pool(worker.run_dir), bind=True))
+        wait_until(lambda: Poller([dispatcher]).readable(0.1), 30, what="the worker's first credit")
+        identity = recv_parts(dispatcher)[0]
+        return fuzz_port(worker, "transcribe_cpu", dispatcher, "dispatch", ("utterance",), examples,
+                         timeout_s=7200, drain=dispatcher, to=identity)
+    finally:
+        worker.close()
+
+
+class _Drains:
+    """Several sockets a stage sends to, drained as one."""
+
+    def __init__(self, *sockets) -> None:
+        self.sockets = sockets
 
 
 # -- hostile audio files ------------------------------------------------------------------------

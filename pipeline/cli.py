@@ -18,8 +18,10 @@ from pipeline.topology import lane_stage
 StageFactory = Callable[[PipelineConfig, argparse.Namespace], Stage]
 
 
-def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None = None) -> None:
-    """Parse the common flags, build the stage and run it live or on a recording."""
+def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None = None,
+               name_of: Callable[[argparse.Namespace], str] | None = None) -> None:
+    """Parse the common flags, build the stage and run it live or on a recording.
+    `name_of`: the process's stage name from its flags (default: `name`, `name.k` for lane k)."""
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=f"LUXA {name} stage")
     parser.add_argument("--config", help="config file (the supervisor passes its resolved snapshot)")
     parser.add_argument("--record", type=Path, help="save every input frame to this file")
@@ -38,7 +40,7 @@ def stage_main(name: str, make_stage: StageFactory, extra_args: Callable | None 
         scratch = tempfile.mkdtemp(prefix=f"luxa-{name}-replay-")
         atexit.register(shutil.rmtree, scratch, True)
         cfg = cfg.model_copy(update={"run_dir": scratch})
-    stage_name = getattr(args, "stage_name", None) or lane_stage(name, args.lane)
+    stage_name = args.stage_name = name_of(args) if name_of else lane_stage(name, args.lane)
     configure_logging(stage_name, cfg.logging.level, restart_count=args.restart_count,
                       console_level=cfg.logging.console_level)
     stage = make_stage(cfg, args)

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.config_exposure import EndpointsConfig, ServersConfig, Strict as _Strict
+from pipeline.config_exposure import EndpointsConfig, PoolConfig, ServersConfig, Strict as _Strict
 from pipeline.exitcodes import ExitCode
 
 SILERO_RATES_HZ = (8000, 16000)
@@ -157,6 +157,12 @@ class WorkerConfig(_Strict):
     """Lower CPU priority for the worker process: inference yields the cores to capture, VAD and
     sink, which need little CPU but must never wait for it (a starved sink is slow to hand a
     transcript to the kernel, and that is what a crash at that moment would lose)."""
+    workers: int = Field(1, ge=0, le=16)
+    """Processes of this class in the pool (`transcribe_cpu`, `transcribe_cpu.1`, ...): each loads
+    its own model and takes the next job when free (pipeline/pool.py). More than one pays off on
+    a machine with cores to spare for each one's `cpu_threads`, or with a second GPU. 0: none on
+    this machine, the class is served by workers on other hosts (`transcribe.pool.listen`) and
+    always routable (its utterances wait in the dispatcher until one joins)."""
 
 
 class GpuWorkerConfig(WorkerConfig):
@@ -190,10 +196,19 @@ class TranscribeConfig(_Strict):
     /ready wants an answer within 3 x this. Each probe costs ~0.13 core-s (0.1 % of a core at 120 s)."""
     gpu: GpuWorkerConfig = GpuWorkerConfig()
     cpu: WorkerConfig = WorkerConfig()
+    pool: PoolConfig = PoolConfig()
     inject_fault: Literal["hang", "raise"] | None = None
     """Tests only: the first final-quality model call of the run hangs forever or raises
     (pipeline/transcription/faults.py). Refused unless LUXA_ALLOW_FAULT_INJECTION=1 is set, so no
     production config can turn it on by accident."""
+
+    @model_validator(mode="after")
+    def _remote_only_needs_a_listener(self) -> TranscribeConfig:
+        for name, worker in (("gpu", self.gpu), ("cpu", self.cpu)):
+            if worker.enabled and worker.workers == 0 and not self.pool.listen:
+                raise ValueError(f"transcribe.{name}.workers: 0 means only remote workers serve it: "
+                                 "set transcribe.pool.listen for them to join")
+        return self
 
     @model_validator(mode="after")
     def _faults_only_where_allowed(self) -> TranscribeConfig:
@@ -277,13 +292,14 @@ class SupervisorConfig(_Strict):
     Restart=on-failure) to adopt it, then exits: a supervisor crash then interrupts nothing."""
     drain_timeout_s: float = Field(30.0, gt=0)
     max_rss_mb: dict[str, int] = Field(default_factory=lambda: {
-        "capture": 512, "vad": 512, "sink": 512, "wyoming": 512, "openai": 512, "transcribe_cpu": 3072, "transcribe_gpu": 6144})
+        "capture": 512, "vad": 512, "sink": 512, "dispatch": 512, "wyoming": 512, "openai": 512, "transcribe_cpu": 3072,
+        "transcribe_gpu": 6144})
     """Resident memory each stage may use (MiB); above it the stage is replaced like a crashed one,
     so a leak cannot take the machine down. Measured use: capture ~80, VAD ~100, sink ~45, CPU worker
     with `base` ~370 (CUDA libraries make a GPU worker's RSS much larger)."""
     restart: RestartConfig = RestartConfig()
-    spares: list[Literal["capture", "vad", "sink", "transcribe_gpu", "transcribe_cpu"]] = Field(
-        default_factory=lambda: ["capture", "vad", "sink", "transcribe_gpu", "transcribe_cpu"])
+    spares: list[Literal["capture", "vad", "sink", "dispatch", "transcribe_gpu", "transcribe_cpu"]] = Field(
+        default_factory=lambda: ["capture", "vad", "sink", "dispatch", "transcribe_gpu", "transcribe_cpu"])
     """Stages that keep a preloaded spare process (model loaded, no sockets open) behind a healthy
     active one: a crash is then repaired by activating the spare (~0.1 s) instead of a cold start
     (a worker: 2-4 s). Costs one more process each (RSS as listed above; a GPU spare holds a

@@ -73,6 +73,26 @@ class EndpointsConfig(Strict):
         return self
 
 
+class PoolConfig(Strict):
+    """`transcribe.pool:` where workers on other hosts join the pool (stages/dispatch.py)."""
+    listen: str | None = None
+    """tcp://ADDRESS:PORT the dispatcher listens on for remote workers; None = local workers only.
+    Start one there with `python -m stages.transcribe --connect tcp://HOST:PORT --curve DIR`."""
+    curve: CurveConfig | None = None
+    """Required to listen on anything but loopback: only workers whose public key is in
+    `authorized_clients_dir` are admitted (they hear what people said)."""
+
+    @model_validator(mode="after")
+    def _private_by_default(self) -> PoolConfig:
+        if self.listen and not self.listen.startswith("tcp://"):
+            raise ValueError(f"transcribe.pool.listen {self.listen!r} must be tcp://ADDRESS:PORT")
+        if self.listen and not _is_loopback_tcp(self.listen) and not self.curve:
+            raise ValueError(f"transcribe.pool.listen {self.listen!r} is not loopback; remote workers hear the "
+                             "audio, so they must hold an authorized key: set transcribe.pool.curve "
+                             "(python -m pipeline.keys DIR)")
+        return self
+
+
 class WyomingConfig(Strict):
     """`servers.wyoming:` the Wyoming server Home Assistant talks to (stages/wyoming.py)."""
     uri: str

@@ -123,6 +123,18 @@ class TurnHint:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerReady:
+    """Worker to dispatcher, after every job and with every heartbeat: its credit. It is free for
+    another job when idle and it has finished every job sent to it (pipeline/pool.py)."""
+    KIND: ClassVar[str] = "worker_ready"
+    worker: str                # its stage name (`transcribe_cpu.1`); a remote one's own name
+    pool: str                  # which class it serves: transcribe_gpu | transcribe_cpu
+    pid: int
+    done: int                  # jobs finished since it started
+    idle: bool                 # no job in its hands right now
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayRequest:
     """A (re)started VAD to capture: send again every chunk from `from_seq` on (its committed offset)."""
     KIND: ClassVar[str] = "replay_request"
@@ -196,8 +208,8 @@ class Drained:
     utterances: int
 
 
-Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | History | TurnHint | ReplayRequest
-         | ReplayStart | Ack | Heartbeat | Route | Stop | Activate | Owned | Drained)
+Frame = (AudioChunk | EndOfStream | CaptureGap | Utterance | Transcript | History | TurnHint | WorkerReady
+         | ReplayRequest | ReplayStart | Ack | Heartbeat | Route | Stop | Activate | Owned | Drained)
 KINDS: dict[str, type] = {cls.KIND: cls for cls in typing.get_args(Frame)}
 TOPIC_OVERRIDES = {"transcript": b"transcript", "ack": b"ack", "history": b"transcript.history"}
 

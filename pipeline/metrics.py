@@ -58,6 +58,9 @@ E2E_LATENCY = Histogram("stt_publish_latency_seconds", "VAD close to publication
 STAGE_RESTARTS = Counter("stt_stage_restarts_total", "Stage restarts by the supervisor", ["stage", "reason"])
 STAGE_UP = Gauge("stt_stage_up", "1 when the stage is READY or RUNNING", ["stage"], multiprocess_mode="livemax")
 STAGE_FAILED = Gauge("stt_stage_failed", "1 when the supervisor gave up on the stage", ["stage"], multiprocess_mode="livemax")
+POOL_WORKERS = Gauge("stt_pool_workers", "Workers connected to the dispatcher, by class and state (free, busy)",
+                     ["pool", "state"], multiprocess_mode="livemax")
+POOL_REQUEUED = Counter("stt_pool_requeued_total", "Unfinished finals given back by a worker that vanished", ["pool"])
 ACTIVE_WORKER = Gauge("stt_active_worker", "1 for the worker utterances are routed to", ["worker"], multiprocess_mode="livemax")
 FAILOVERS = Counter("stt_worker_switches_total", "Active worker changes", ["from_worker", "to_worker"])
 
@@ -113,7 +116,10 @@ def declare_known_series(models_by_device: dict[str, list[str]], stages: Iterabl
         for reason in HANG_REASONS:
             STAGE_RESTARTS.labels(stage, reason)
     for worker in workers:
-        ACTIVE_WORKER.labels(worker).set(0)
+        ACTIVE_WORKER.labels(base_stage(worker)).set(0)
+        POOL_REQUEUED.labels(base_stage(worker))
+        for state in ("free", "busy"):
+            POOL_WORKERS.labels(base_stage(worker), state).set(0)
         MODELS_LOADED.labels(worker).set(0)
         for outcome in SPECULATION_OUTCOMES:
             SPECULATION.labels(worker, outcome)

@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 from pipeline.config import RestartConfig, SupervisorConfig
 from pipeline.exitcodes import ExitCode
 from pipeline.lifecycle import StageState
+from pipeline.topology import base_stage
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,11 @@ class RestartPolicy:
         if exit_code == ExitCode.CONFIG_ERROR:
             return GiveUp("configuration error (exit 78): fix the config, a restart cannot help")
         attempts = self._flap(stage).on_failure(now)
-        if stage == self.gpu_worker and exit_code in (ExitCode.GPU_UNAVAILABLE, ExitCode.NO_GPU):
+        gpu = base_stage(stage) == self.gpu_worker  # any worker of the GPU pool
+        if gpu and exit_code in (ExitCode.GPU_UNAVAILABLE, ExitCode.NO_GPU):
             return Failover(self.cpu_worker, self.cfg.gpu_recheck_s)
         if self._flap(stage).flapping():
-            if stage == self.gpu_worker:
+            if gpu:
                 return Failover(self.cpu_worker, self.cfg.gpu_recheck_s)
             return GiveUp(f"{attempts} failures within {self.cfg.window_s:g} s")
         return Restart(self.backoff.delay_s(attempts))

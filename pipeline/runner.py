@@ -23,13 +23,26 @@ from pipeline.lifecycle import StageFailed, StageStartError, StageState
 from pipeline.logs import bind_process_context, get_logger
 from pipeline.ownership import Ownership
 from pipeline.recording import RecordReader, RecordWriter
-from pipeline.transport import Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
+from pipeline.transport import ADDRESSED, HandshakeWatch, Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
-__all__ = ["CONTROL", "Output", "Stage", "StageFailed", "StageRunner", "StageStartError", "StageState"]
+__all__ = ["CONTROL", "Output", "Stage", "StageFailed", "StageRunner", "StageStartError", "StageState", "addressed",
+           "split_addressed"]
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
 CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND, frames.Owned.KIND)
 PREEMPT_CHECK_S = 0.01  # how often a running call for a less urgent input looks for a more urgent one
+PEER_SEP = "@"
+
+
+def addressed(port: str, peer: bytes) -> str:
+    """A ROUTER port's name for one peer (`pool@<identity hex>`): what `handle` is called with for a
+    message from that peer, and the output port that sends to it."""
+    return f"{port}{PEER_SEP}{peer.hex()}"
+
+
+def split_addressed(port: str) -> tuple[str, bytes | None]:
+    base, sep, peer = port.partition(PEER_SEP)
+    return (base, bytes.fromhex(peer)) if sep else (port, None)
 
 
 class Stage:
@@ -56,6 +69,13 @@ class Stage:
     `produce(0)` only when it is readable, instead of letting `produce` wait out the heartbeat
     interval while a frame on an input socket waits behind it."""
     last_seq = 0
+    self_preempting: tuple[str, ...] = ()
+    """Inputs whose next message, arriving while a call for this same input runs, calls `preempt`
+    (a worker's one dispatcher socket: a busy worker is sent only a final that should cut its
+    partial short)."""
+    hears_owned = False
+    """The supervisor's `Owned` frames (the pids it has alive) also go to `handle` on CONTROL (the
+    dispatcher: a local worker missing from them died)."""
     long_calls = True
     """`handle`, `produce` and `tick` may run long (inference): they run in a worker thread, so
     heartbeats go on. A stage whose calls are always short sets False and they run inline:
@@ -86,6 +106,11 @@ class Stage:
 
     def preempt(self) -> None:
         """A more urgent input is waiting while `handle` runs for a less urgent one: cut it short if you can."""
+
+    def heartbeat_outputs(self, busy: bool) -> list[Output]:
+        """Frames sent with every heartbeat once serving, also while a call runs (a worker's credit
+        and liveness towards its dispatcher). Runs on the runner's thread: read state, nothing more."""
+        return []
 
     def accepts(self, port: str) -> bool:
         """False = leave this input's messages queued for now (backpressure upstream)."""
@@ -135,6 +160,7 @@ class StageRunner:
         self._ownership = Ownership(orphan_grace_s, self._log)
         self._sockets: dict = {}
         self._signal_fd = -1  # signals' wake-up pipe, set by run()
+        self._handshakes: list[list] = []  # [port, HandshakeWatch, last outcome logged] per CURVE client socket
         self._frames_in, self._frames_out = metrics.Children(metrics.FRAMES_IN), metrics.Children(metrics.FRAMES_OUT)
 
     # -- live mode -----------------------------------------------------------------
@@ -179,7 +205,12 @@ class StageRunner:
 
     def _open_ports(self, transport: Transport) -> None:
         specs = {**self.stage.inputs, **self.stage.outputs}
-        self._sockets.update({name: transport.open(spec) for name, spec in specs.items()})
+        for name, spec in specs.items():
+            # A CURVE client (a remote worker) says whether the server admitted it: a wrong key
+            # is otherwise silence, retried for ever.
+            watch = (lambda sock, port=name: self._handshakes.append([port, HandshakeWatch(sock), None])
+                     ) if spec.curve_client else None
+            self._sockets[name] = transport.open(spec, before_connect=watch)
         by_priority = ("_control_down", *self.stage.inputs)
         self._port_of = {id(self._sockets[n]): n for n in by_priority}
         self._priority = {id(self._sockets[n]): rank for rank, n in enumerate(by_priority)}
@@ -189,7 +220,8 @@ class StageRunner:
         if self.stage.wake_fd is not None:
             self._poller.add_fd(self.stage.wake_fd)
         inputs = list(self.stage.inputs)  # for each input, the more urgent ones that may preempt its calls
-        self._more_urgent = {n: [self._sockets[u] for u in inputs[:rank]] for rank, n in enumerate(inputs)}
+        self._more_urgent = {n: [self._sockets[u] for u in inputs[:rank + (n in self.stage.self_preempting)]]
+                             for rank, n in enumerate(inputs)}
 
     def _guarded(self, step: Callable[[], None]) -> int | None:
         """Run preload or start; a StageStartError becomes the exit code (None = go on)."""
@@ -258,6 +290,7 @@ class StageRunner:
     def _on_heartbeat(self, now: int) -> None:
         self._next_hb_ns = now + self._hb_ns
         self._send_heartbeat()
+        self._log_handshakes()
         self._outbox.extend(self._stage_call(self.stage.tick, now))
 
     def _begin_drain(self, now: int) -> None:
@@ -296,6 +329,10 @@ class StageRunner:
     def _dispatch(self, port: str, parts: list[bytes]) -> None:
         if self._recorder:
             self._recorder.write(port, parts)
+        spec = self.stage.inputs.get(port)
+        peer = None
+        if spec is not None and spec.pattern in ADDRESSED:
+            peer, parts = parts[0], parts[1:]  # ROUTER: the sender's identity comes first
         frame = self._decode(port, parts)
         if frame is None:
             return
@@ -308,25 +345,28 @@ class StageRunner:
             return  # addressed to a spare; this process is already active
         if isinstance(frame, frames.Owned):
             self._on_owned(frame)
+            if self.stage.hears_owned:
+                self._outbox.extend(self._stage_call(self.stage.handle, CONTROL, frame))
             return
         if self.state is StageState.READY:
             self._set_state(StageState.RUNNING)
-        port = CONTROL if port == "_control_down" else port
+        port = CONTROL if port == "_control_down" else addressed(port, peer) if peer is not None else port
         self._outbox.extend(self._stage_call(self.stage.handle, port, frame, preempt_on=self._more_urgent.get(port)))
 
     def _flush_outbox(self) -> None:
         timeout_ms = max(1, int((self._next_hb_ns - self._clock()) / 1e6))
         while self._outbox:
             port, frame = self._outbox[0]
-            spec = self.stage.outputs.get(port)
+            base, peer = split_addressed(port)
+            spec = self.stage.outputs.get(base)
             blocking = spec.blocking if spec else False
-            if send(self._sockets[port], frame, self.stage.name, timeout_ms if blocking else 0):
+            if send(self._sockets[base], frame, self.stage.name, timeout_ms if blocking else 0, to=peer):
                 self._frames_out(self.stage.name, frame.KIND).inc()
                 self.stage.sent(port, frame)
             elif blocking:
                 return  # backpressure: retry after the next heartbeat
             else:
-                metrics.FRAMES_DROPPED.labels(self.stage.name, f"no_peer_{port}").inc()
+                metrics.FRAMES_DROPPED.labels(self.stage.name, f"no_peer_{base}").inc()
             self._outbox.popleft()
 
     def _stage_call(self, fn, *args, preempt_on: list | None = None):
@@ -356,6 +396,16 @@ class StageRunner:
         finally:
             self._busy_since_ns = 0
 
+    def _log_handshakes(self) -> None:
+        """Each change of a CURVE client's handshake outcome, once (a refused key is retried every 0.1 s)."""
+        for watch in self._handshakes:
+            events = watch[1].poll()[:]
+            watch[1].events.clear()  # a refused key retries for ever: keep only what is new
+            if events and events[-1] != watch[2]:
+                watch[2] = events[-1]
+                log = self._log.info if events[-1] == "succeeded" else self._log.error
+                log("curve_handshake", port=watch[0], outcome=events[-1])
+
     def _set_state(self, state: StageState) -> None:
         self.state = state
         self._log.info(f"stage_{state.value}")
@@ -367,6 +417,10 @@ class StageRunner:
         self._exit_if_unowned(self._ownership.exit_reason())
         hb = frames.Heartbeat(self.stage.name, os.getpid(), self.state.value, self.stage.last_seq, self._busy_since_ns)
         send(self._sockets[CONTROL], hb, self.stage.name, 0)
+        if self.state in (StageState.READY, StageState.RUNNING, StageState.DRAINING):
+            for port, frame in self.stage.heartbeat_outputs(self._busy_since_ns != 0):
+                if port in self._sockets:
+                    send(self._sockets[port], frame, self.stage.name, 0)
 
     def _on_owned(self, frame: frames.Owned) -> None:
         owner = self._ownership.owner
@@ -388,6 +442,8 @@ class StageRunner:
         self.stage.close()
         if self._recorder:
             self._recorder.close()
+        for watch in self._handshakes:
+            watch[1].close()  # before the context ends: it waits for every socket
         transport.close()
         self._log.info("stage_stopped")
 
@@ -425,7 +481,8 @@ class StageRunner:
             frame = frames.decode(parts)
         except FrameDecodeError as err:
             return self._malformed(port, str(err))
-        kinds = CONTROL_KINDS if port in ("_control_down", CONTROL) else getattr(self.stage.inputs.get(port), "kinds", ())
+        kinds = (CONTROL_KINDS if port in ("_control_down", CONTROL)
+                 else getattr(self.stage.inputs.get(split_addressed(port)[0]), "kinds", ()))
         if kinds and frame.KIND not in kinds:
             return self._malformed(port, f"unexpected frame kind {frame.KIND!r} (takes {', '.join(kinds)})")
         return frame

@@ -27,7 +27,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
                         help="stderr: readable lines on a terminal and JSON lines otherwise (auto), or either always")
     parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
-    return parser.parse_args(argv)
+    parser.add_argument("--role", choices=("pipeline", "worker"), default="pipeline",
+                        help="worker: run and supervise only this machine's transcription workers, for the "
+                             "pipeline on another host they --connect to")
+    parser.add_argument("--connect", metavar="tcp://HOST:PORT", help="--role worker: that pipeline's transcribe.pool.listen")
+    parser.add_argument("--curve", nargs=2, metavar=("SERVER_KEY", "CLIENT_SECRET_KEY"),
+                        help="--role worker: its dispatcher's public certificate and this host's secret one")
+    args = parser.parse_args(argv)
+    if args.role == "worker" and not args.connect:
+        parser.error("--role worker needs --connect tcp://HOST:PORT (the pipeline's transcribe.pool.listen)")
+    if args.connect and args.role != "worker":
+        parser.error("--connect is for --role worker")
+    return args
+
+
+def remote_worker_flags(args: argparse.Namespace) -> list[str]:
+    """What each supervised worker of `--role worker` is started with."""
+    if args.role != "worker":
+        return []
+    return ["--connect", args.connect, *(["--curve", *args.curve] if args.curve else [])]
 
 
 def overrides_from(args: argparse.Namespace) -> dict:

@@ -1,9 +1,10 @@
 """Where every socket lives: the one map of the pipeline's wiring.
 
-    capture --PUSH/PULL audio--> vad --PUSH utt_<worker>--> transcribe_gpu | transcribe_cpu
-                                    vad --PUSH partial_<worker> (HWM 1, dropped when busy)--> same worker
-    transcribe_* --PUSH/PULL results--> sink --PUB transcripts--> LUXA (topic `transcript`)
-    transcribe_* --PUSH/PULL hints (is the sentence over?)--> vad
+    capture --PUSH/PULL audio--> vad --PUSH utt_<class>--> dispatch --ROUTER/DEALER pool--> transcribe_<class>[.n]
+                                    vad --PUSH partial_<class> (HWM 1)--> dispatch (keeps the newest)
+    transcribe_* --DEALER pool (credit, results, hints)--> dispatch --PUSH/PULL results--> sink
+    sink --PUB transcripts--> LUXA (topic `transcript`)
+    dispatch --PUSH/PULL hints (is the sentence over?)--> vad
     wyoming, openai --PUSH/PULL requests (a client's whole turn, and speculative copies)--> vad
     sink --PUB events (private: `ack`, and each final)--> vad, wyoming, openai, supervisor (test mode)
     every stage --PUB control_up--> supervisor
@@ -11,6 +12,11 @@
 
 Binding sides are the long-lived ends (VAD for audio and utterances, sink for results and
 transcripts, supervisor for control), so a restarted peer simply reconnects.
+
+The VAD sends to a device *class* (`transcribe_gpu`, `transcribe_cpu`: the supervisor's route);
+the dispatcher gives each job to a free worker of that class, of which there may be several
+(`transcribe.cpu.workers: 2` -> `transcribe_cpu`, `transcribe_cpu.1`), some on other hosts
+(`transcribe.pool.listen`: a tcp ROUTER with CURVE) (pipeline/pool.py).
 
 Several microphones (`audio.device: [a, b]`) make several *lanes*: lane k >= 1 has a capture and a
 VAD of its own (`capture.k`, `vad.k`), with its own sockets (`audio.k`, `utt_<worker>.k`, ...) and
@@ -26,12 +32,13 @@ from pipeline.config import PipelineConfig
 from pipeline.transport import PortSpec, ipc_endpoint
 
 WORKERS = ("transcribe_gpu", "transcribe_cpu")  # routing preference, best first
-STAGES = ("sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming", "openai", "capture")  # consumers first
+STAGES = ("sink", "dispatch", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming", "openai", "capture")  # consumers first
 FRONT_DOORS = ("capture", "wyoming", "openai")  # where work comes in: stopped first, so the VAD can drain what they sent
 MODULES = {"openai": "openai_api"}  # stages/<module>.py where it is not the stage's name (`openai` is the client package's)
 
 
 LANED = ("capture", "vad")  # the stages each lane (microphone) has its own process of
+NUMBERED = (*LANED, *WORKERS)  # stages that may run as several processes, `name.k` for k >= 1
 
 
 def lane_count(cfg: PipelineConfig) -> int:
@@ -48,14 +55,20 @@ def lane_stage(stage: str, lane: int) -> str:
 
 
 def base_stage(name: str) -> str:
-    """`vad.2` -> `vad`: what a lane's process is an instance of (its module, its limits, its spares)."""
-    base, _, lane = name.partition(".")
-    return base if lane.isdigit() and base in LANED else name
+    """`vad.2` -> `vad`, `transcribe_cpu.1` -> `transcribe_cpu`: what a lane's process or a pool's
+    worker is an instance of (its module, its limits, its spares, its route)."""
+    base, _, number = name.partition(".")
+    return base if number.isdigit() and base in NUMBERED else name
 
 
 def lane_of(name: str) -> int:
-    base, _, lane = name.partition(".")
-    return int(lane) if lane.isdigit() and base in LANED else 0
+    """The lane of a capture or VAD, the member number of a pool's worker."""
+    base, _, number = name.partition(".")
+    return int(number) if number.isdigit() and base in NUMBERED else 0
+
+
+def is_worker(name: str) -> bool:
+    return base_stage(name) in WORKERS
 
 
 def audio(run_dir: Path, lane: int = 0) -> str:
@@ -68,6 +81,21 @@ def utterances(run_dir: Path, worker: str, lane: int = 0) -> str:
 
 def partials(run_dir: Path, worker: str, lane: int = 0) -> str:
     return ipc_endpoint(run_dir, f"partial_{worker}" + lane_suffix(lane))
+
+
+def pool(run_dir: Path) -> str:
+    """Workers <-> dispatcher on this machine (the dispatcher's ROUTER binds)."""
+    return ipc_endpoint(run_dir, "pool")
+
+
+def remote_pool_port(cfg: PipelineConfig) -> PortSpec | None:
+    """The dispatcher's ROUTER for workers on other hosts (`transcribe.pool.listen`), if any."""
+    pool = cfg.transcribe.pool
+    if not pool.listen:
+        return None
+    curve = (pool.curve.server_secret_key, pool.curve.authorized_clients_dir) if pool.curve else None
+    return PortSpec("router", pool.listen, bind=True, kinds=("worker_ready", "transcript", "turn_hint"),
+                    curve_server=curve)
 
 
 def requests(run_dir: Path) -> str:
@@ -153,6 +181,11 @@ def enabled_workers(cfg: PipelineConfig) -> list[str]:
     return [w for w in WORKERS if worker_config(cfg, w).enabled]
 
 
+def remote_only(cfg: PipelineConfig) -> list[str]:
+    """Enabled classes with no local worker (`workers: 0`): served from other hosts, always routable."""
+    return [w for w in enabled_workers(cfg) if worker_config(cfg, w).workers == 0]
+
+
 def chain_models(cfg: PipelineConfig) -> list[str]:
     """Every model the enabled workers' chains may answer with, once each, in chain order."""
     chains = [worker_config(cfg, w).models for w in enabled_workers(cfg)]
@@ -166,4 +199,11 @@ def active_stages(cfg: PipelineConfig) -> list[str]:
               "openai": cfg.servers.openai is not None}
     workers = enabled_workers(cfg)
     stages = [s for s in STAGES if (s in workers if s in WORKERS else wanted.get(s, True))]
-    return [lane_stage(s, lane) for s in stages for lane in (range(lane_count(cfg)) if s in LANED else (0,))]
+    return [lane_stage(s, k) for s in stages for k in range(instances(cfg, s))]
+
+
+def instances(cfg: PipelineConfig, stage: str) -> int:
+    """How many processes serve `stage`: one per lane, a pool's workers, else one."""
+    if stage in LANED:
+        return lane_count(cfg)
+    return worker_config(cfg, stage).workers if stage in WORKERS else 1

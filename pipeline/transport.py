@@ -21,8 +21,14 @@ from pipeline.frames import Frame
 from pipeline.logs import get_logger
 
 MAX_MESSAGE_BYTES = frames.MAX_BUFFER_BYTES + frames.MAX_HEADER_BYTES
-Pattern = Literal["push", "pull", "pub", "sub", "xpub"]
-_ZMQ_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB, "xpub": zmq.XPUB}
+Pattern = Literal["push", "pull", "pub", "sub", "xpub", "dealer", "router"]
+_ZMQ_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB, "xpub": zmq.XPUB,
+              "dealer": zmq.DEALER, "router": zmq.ROUTER}
+ADDRESSED = ("router",)
+"""Patterns whose messages carry the peer's identity first (the runner strips and adds it)."""
+TCP_HEARTBEAT_MS = 1000
+"""ZMTP heartbeats on tcp sockets: a peer behind a cut link is dropped after 3 silent intervals
+(its queued messages with it), instead of after the kernel's minutes-long TCP timeout."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class Transport:
             server_public, _ = zmq.auth.load_certificate(spec.curve_client[0])
             sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(spec.curve_client[1])
             sock.curve_serverkey = server_public
+        if spec.endpoint.startswith("tcp://"):
+            sock.setsockopt(zmq.HEARTBEAT_IVL, TCP_HEARTBEAT_MS)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * TCP_HEARTBEAT_MS)
         if before_connect:
             before_connect(sock)
         (sock.bind if spec.bind else sock.connect)(spec.endpoint)
@@ -103,9 +112,10 @@ def bound_address(sock: zmq.Socket) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def send(sock: zmq.Socket, frame: Frame, stage: str, timeout_ms: int | None = None) -> bool:
-    """Send one frame; False when it could not be queued within timeout_ms (0 = don't wait)."""
-    parts = frames.encode(frame, stage)
+def send(sock: zmq.Socket, frame: Frame, stage: str, timeout_ms: int | None = None, to: bytes | None = None) -> bool:
+    """Send one frame; False when it could not be queued within timeout_ms (0 = don't wait).
+    `to`: on a ROUTER, the identity of the peer it is for (unknown peers' frames are dropped)."""
+    parts = frames.encode(frame, stage) if to is None else [to, *frames.encode(frame, stage)]
     if timeout_ms is None:
         sock.send_multipart(parts, copy=False)
         return True

@@ -1,9 +1,12 @@
-"""Transcription worker: one module for both workers; the device comes from config.
+"""Transcription worker: one module for every worker of the pool; the device comes from config.
 
-`python -m stages.transcribe --worker transcribe_gpu|transcribe_cpu`. The GPU worker exits 3
-when no usable GPU is present, so the supervisor fails over to the CPU-model worker. When every
-model of the chain fails on a request, the worker exits instead of dropping the utterance:
-the VAD still holds it and sends it again to whichever worker is routed next.
+`python -m stages.transcribe --worker transcribe_gpu|transcribe_cpu [--member N]`. The worker
+takes its jobs from the dispatcher (stages/dispatch.py) over one DEALER socket, on which it also
+sends its answers and, after every job and with every heartbeat, its credit (`WorkerReady`).
+`--connect tcp://HOST:PORT --curve SERVER.key CLIENT.key_secret` joins a pipeline on another host.
+The GPU worker exits 3 when no usable GPU is present, so the supervisor fails over to the
+CPU-model worker. When every model of the chain fails on a request, the worker exits instead of
+dropping the utterance: the VAD still holds it and sends it again to whichever worker is routed next.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pipeline.transport import PortSpec
 
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
 TURN_WARMUP_SAMPLES = 16000
+DISPATCH = "dispatch"  # the one port: jobs in; answers, hints and credit out
 SPECULATED_KEPT = 8  # speculative answers waiting for their final (one per open utterance in practice)
 
 
@@ -44,21 +48,17 @@ class TranscribeStage(Stage):
     sent (a re-sent utterance is answered again without a second decode).
     """
 
+    self_preempting = (DISPATCH,)  # the dispatcher sends a busy worker only a final to cut its partial short
+
     def __init__(self, worker: str, worker_cfg: WorkerConfig, cfg: TranscribeConfig, cache_dir: Path,
-                 run_dir: Path, engine: Engine | None = None, lanes: int = 1) -> None:
+                 run_dir: Path, engine: Engine | None = None, dispatcher: PortSpec | None = None) -> None:
         self.name = worker
+        self.pool = topology.base_stage(worker)  # its class: which of the VAD's routes it serves
         self.cfg = cfg
-        # Every lane's VAD (pipeline/topology.py), each on ports of its own. Order is priority: a
-        # waiting final (of any lane) is always taken before a waiting partial.
-        suffixes = [topology.lane_suffix(lane) for lane in range(lanes)]
-        self.inputs = {f"utterances{sfx}": PortSpec("pull", topology.utterances(run_dir, worker, lane), bind=False,
-                                                    kinds=("utterance",)) for lane, sfx in enumerate(suffixes)}
-        self.inputs |= {f"partials{sfx}": PortSpec("pull", topology.partials(run_dir, worker, lane), bind=False, hwm=1,
-                                                   kinds=("utterance",)) for lane, sfx in enumerate(suffixes)}
-        self.outputs = {"results": PortSpec("push", topology.results(run_dir), bind=False)}
-        # A hint the VAD is not there to take is dropped: it closes by silence then.
-        self.outputs |= {f"hints{sfx}": PortSpec("push", topology.hints(run_dir, lane), bind=False, blocking=False)
-                         for lane, sfx in enumerate(suffixes)}
+        dispatcher = dispatcher or PortSpec("dealer", topology.pool(run_dir), bind=False, kinds=("utterance",))
+        self.inputs = {DISPATCH: dispatcher}
+        self.outputs = {DISPATCH: dispatcher}
+        self._done = 0  # jobs finished: the credit's count (pipeline/pool.py)
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
         self._stretches = Stretches(int(cfg.stretch_min_s * TARGET_RATE_HZ), TARGET_RATE_HZ)  # decoded at pauses
@@ -101,31 +101,39 @@ class TranscribeStage(Stage):
         self.engine.preempt_partial()
 
     def handle(self, port: str, frame: frames.Frame) -> list[Output]:
-        """A final gets exactly one answer on `results` (an empty one for unusable audio, so the
-        VAD stops re-sending it); a speculative copy gets none (its answer is kept for the final);
-        a partial gets interim text or nothing. Raises StageFailed when no model can answer."""
+        """Every job's answers, then the credit for the next job."""
         if not isinstance(frame, frames.Utterance):
             return []
+        answers = self._answer(frame)
+        self._done += 1
+        return answers + self.heartbeat_outputs(busy=False)
+
+    def heartbeat_outputs(self, busy: bool) -> list[Output]:
+        return [(DISPATCH, frames.WorkerReady(self.name, self.pool, os.getpid(), self._done, not busy))]
+
+    def _answer(self, frame: frames.Utterance) -> list[Output]:
+        """A final gets exactly one transcript (an empty one for unusable audio, so the VAD stops
+        re-sending it); a speculative copy gets a turn hint (its answer is kept for the final); a
+        partial gets interim text or nothing. Raises StageFailed when no model can answer."""
         if frame.is_partial:
             return self._partial(frame)
         if frame.speculative:
-            _, dot, lane = port.partition(".")  # `utterances.2`: lane 2's VAD sent it, its hint goes back there
-            return self._speculate(frame, f"hints{dot}{lane}")
+            return self._speculate(frame)
         if frame.utt_id in self._recent:
             # Re-sent after a sink or VAD restart: the answer is already known, no second decode.
             metrics.FRAMES_DROPPED.labels(self.name, "answered_again").inc()
-            return [("results", self._recent[frame.utt_id])]
+            return [(DISPATCH, self._recent[frame.utt_id])]
         try:
             result, ahead = self._final_result(frame)
         except AudioInputError:  # counted and logged (once) in _decode
-            return [("results", self._remember(_empty(frame, self.name, self.engine.device)))]
+            return [(DISPATCH, self._remember(_empty(frame, self.name, self.engine.device)))]
         except NoModelError as err:
             raise self._failed(str(err)) from None
         self.log.info("utterance_transcribed", utt_id=frame.utt_id, model=result.model_used, speculated=ahead,
                       audio_s=round(result.audio_duration_s, 3), inference_s=round(result.processing_time_s, 3),
                       rtf=round(result.rtf, 3), non_speech=result.non_speech_reason,
                       queue_s=round(max(0.0, time.time() - frame.t_closed_wall_s - result.processing_time_s), 3))
-        return [("results", self._remember(self._transcript(frame, result)))]
+        return [(DISPATCH, self._remember(self._transcript(frame, result)))]
 
     def _final_result(self, frame: frames.Utterance) -> tuple[Result, bool]:
         """(result, whether it was decoded ahead, during the closing silence)."""
@@ -156,7 +164,7 @@ class TranscribeStage(Stage):
             self.log.warning("audio_rejected", utt_id=frame.utt_id, reason=err.reason, error=str(err))
             raise
 
-    def _speculate(self, frame: frames.Utterance, hints_port: str = "hints") -> list[Output]:
+    def _speculate(self, frame: frames.Utterance) -> list[Output]:
         """A final-quality decode while the closing silence runs: kept for the final, and judged
         (is the sentence over?) for the VAD, which then closes the turn at once or waits on."""
         if frame.utt_id in self._recent:
@@ -176,7 +184,7 @@ class TranscribeStage(Stage):
             started = time.perf_counter()
             turn_probability = self.turn_model.probability(self._samples(frame))
             self._turn_model_seconds.observe(time.perf_counter() - started)
-        return [(hints_port, frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
+        return [(DISPATCH, frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
                                           complete=verdict.complete, reason=verdict.reason,
                                           end_logprob=result.end_logprob, turn_probability=turn_probability))]
 
@@ -194,7 +202,7 @@ class TranscribeStage(Stage):
             return []
         if result.non_speech_reason == "preempted":
             self.log.info("partial_preempted", utt_id=frame.utt_id, audio_s=round(result.audio_duration_s, 3))
-        return [("results", self._transcript(frame, result))] if result.is_speech else []
+        return [(DISPATCH, self._transcript(frame, result))] if result.is_speech else []
 
     def _transcript(self, frame: frames.Utterance, result: Result) -> frames.Transcript:
         return frames.Transcript(
@@ -234,18 +242,32 @@ def _empty(utt: frames.Utterance, worker: str, device: str) -> frames.Transcript
 
 
 def make_stage(cfg: PipelineConfig, args) -> TranscribeStage:
-    worker = args.stage_name
-    os.nice(topology.worker_config(cfg, worker).nice)  # before any thread exists: they all inherit it
-    return TranscribeStage(worker, topology.worker_config(cfg, worker), cfg.transcribe,
-                           cfg.models_cache_dir(), cfg.resolved_run_dir(), lanes=topology.lane_count(cfg))
+    worker_cfg = topology.worker_config(cfg, args.worker)
+    os.nice(worker_cfg.nice)  # before any thread exists: they all inherit it
+    return TranscribeStage(args.stage_name, worker_cfg, cfg.transcribe, cfg.models_cache_dir(), cfg.resolved_run_dir(),
+                           dispatcher=remote_dispatcher(args.connect, args.curve))
 
 
-def _worker_arg(parser) -> None:
-    parser.add_argument("--worker", dest="stage_name", choices=topology.WORKERS, default="transcribe_cpu")
+def remote_dispatcher(endpoint: str | None, curve: list[str] | None) -> PortSpec | None:
+    """The DEALER of a worker joining a pipeline on another host; None = this machine's (ipc)."""
+    if endpoint is None:
+        return None
+    return PortSpec("dealer", endpoint, bind=False, kinds=("utterance",), curve_client=tuple(curve) if curve else None)
+
+
+def _worker_args(parser) -> None:
+    parser.add_argument("--worker", choices=topology.WORKERS, default="transcribe_cpu",
+                        help="its class: which device's slice of the config it runs with")
+    parser.add_argument("--member", type=int, default=0, help="which of the class's `workers` this process is")
+    parser.add_argument("--connect", metavar="tcp://HOST:PORT",
+                        help="join the pool of a pipeline on another host (its transcribe.pool.listen)")
+    parser.add_argument("--curve", nargs=2, metavar=("SERVER_KEY", "CLIENT_SECRET_KEY"),
+                        help="with --connect: the dispatcher's public certificate and this worker's secret one "
+                             "(python -m pipeline.keys DIR; the worker's public key in the pipeline's authorized dir)")
 
 
 def main() -> None:
-    stage_main("transcribe", make_stage, _worker_arg)
+    stage_main("transcribe", make_stage, _worker_args, name_of=lambda args: topology.lane_stage(args.worker, args.member))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ class Subscriber:
 
 class PipelineProcess:
     """`python supervisor.py` as a child, its stdout, stderr events and a subscriber collected."""
-    def __init__(self, run_dir: Path, config: dict, *args: str, env: dict | None = None) -> None:
+    def __init__(self, run_dir: Path, config: dict, *args: str, env: dict | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
+        """`prefix`: what the supervisor's command runs under (`ip netns exec NAME`: another host)."""
         self.run_dir = run_dir
         self.config_path = run_dir / "test-config.yaml"
         self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -92,7 +94,7 @@ class PipelineProcess:
         self.events: list[dict] = []
         self.stderr_lines: list[str] = []
         self.subscriber = Subscriber(topology.transcripts(self.cfg, run_dir), history=topology.history(run_dir))
-        self._argv = [sys.executable, "supervisor.py", "--config", str(self.config_path), *args]
+        self._argv = [*prefix, sys.executable, "supervisor.py", "--config", str(self.config_path), *args]
         self._env = {**os.environ, **(env or {})}
         self._readers: list[threading.Thread] = []
         self._spawn()

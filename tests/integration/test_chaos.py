@@ -3,7 +3,8 @@
 Driven by kills, not by the length of the audio: the bundled French recording loops (as fast as
 the pipeline takes it) until every stage has been killed KILLS_PER_STAGE times, a kill every
 0.7-1.4 s; then SIGTERM lets the VAD drain. The GPU worker runs the CPU model here, so the
-supervisor's switch to the CPU worker and back is exercised too. The victims are every active
+supervisor's switch to the CPU worker and back is exercised too, and the CPU class is a pool of
+two workers, so the dispatcher's hand-over of a dead member's job to the other is too. The victims are every active
 stage, every preloaded spare and the supervisor itself (restarted as systemd would, on the same
 run dir). The test's subscriber catches up through the sink's history (pipeline/history.py) on
 what was published while it was reconnecting to a restarted supervisor's new sink. What was said
@@ -17,11 +18,13 @@ import json
 
 import pytest
 
-from bench.chaos import EVERYTHING, chaos_config, run_chaos
+from bench.chaos import chaos_config, everything, run_chaos
 from bench.said import compare_said
 from pipeline.testmode import TEST_RECORDING
 
 KILLS_PER_STAGE = 3
+CPU_WORKERS = 2
+VICTIMS = everything(CPU_WORKERS)
 TIMEOUT_S = 600  # a bound for a stuck run, not a pace: a healthy one ends as soon as the kills are done
 
 
@@ -29,17 +32,18 @@ TIMEOUT_S = 600  # a bound for a stuck run, not a pace: a healthy one ends as so
 def test_random_sigkills_lose_and_duplicate_nothing_that_was_said(run_dir):
     clean_dir = run_dir / "clean"
     clean_dir.mkdir(mode=0o700)
-    clean = run_chaos(TEST_RECORDING, clean_dir, chaos_config(clean_dir), max_kills=0, timeout_s=TIMEOUT_S)
+    clean = run_chaos(TEST_RECORDING, clean_dir, chaos_config(clean_dir, cpu_workers=CPU_WORKERS), max_kills=0,
+                      timeout_s=TIMEOUT_S)
     assert clean.exit_code == 0 and clean.texts, clean.summary()
-    cfg = chaos_config(run_dir)
+    cfg = chaos_config(run_dir, cpu_workers=CPU_WORKERS)
     cfg["vad"] = {"max_pending": 8}  # backpressure keeps the backlog, and so the final drain, short
-    report = run_chaos(TEST_RECORDING, run_dir, cfg, interval_s=(0.7, 1.4), stages=EVERYTHING,
+    report = run_chaos(TEST_RECORDING, run_dir, cfg, interval_s=(0.7, 1.4), stages=VICTIMS,
                        kills_per_stage=KILLS_PER_STAGE, seed=1, timeout_s=TIMEOUT_S)
     summary = report.summary()
     print(json.dumps(summary))
     assert not report.timed_out, f"fewer kills than asked for within {TIMEOUT_S} s: {summary}"
     assert report.exit_code == 0, summary
-    assert all(summary["kills_by_stage"].get(s, 0) >= KILLS_PER_STAGE for s in EVERYTHING), summary
+    assert all(summary["kills_by_stage"].get(s, 0) >= KILLS_PER_STAGE for s in VICTIMS), summary
     # Only READY processes are killed, and the run stops only once every stage is back: every
     # kill was answered by a replacement that reported READY.
     assert summary["unrecovered"] == 0, summary

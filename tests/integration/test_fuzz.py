@@ -17,7 +17,7 @@ def test_every_stage_socket_survives_and_counts_hostile_frames(run_dir):
     rows = fuzz_stages(run_dir, FRAMES_PER_SOCKET)
     assert {(r["stage"], r["port"]) for r in rows} == {
         ("sink", "results"), ("sink", "_control_down"), ("vad", "audio"), ("vad", "requests"),
-        ("transcribe_cpu", "utterances"), ("transcribe_cpu", "partials")}
+        ("dispatch", "pool"), ("dispatch", "transcribe_cpu"), ("transcribe_cpu", "dispatch")}
     for row in rows:
         assert row["same_pid"] and row["handled"] == row["sent"] == FRAMES_PER_SOCKET, row
         assert row["counted_malformed"] == row["logged_malformed"] == row["malformed"] > 0, row

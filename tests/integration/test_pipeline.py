@@ -21,7 +21,7 @@ from pipeline.transport import PortSpec, Transport, send_raw
 
 pytestmark = pytest.mark.slow
 AUDIO = ROOT / "tests" / "data" / "audio"
-STAGES = {"capture", "vad", "transcribe_gpu", "transcribe_cpu", "sink"}
+STAGES = {"capture", "vad", "dispatch", "transcribe_gpu", "transcribe_cpu", "sink"}
 GARBAGE = [[b"audio_chunk", b"\xc1\xc1\xc1"], [b"x"], [b"utterance", b"\x81\xa1v\x63"],
            [b"transcript", b"\x84\xa1v\x01\xa4kind\xa5stop!\xa5stage\xa1x\xa3foo\x01"]]
 
@@ -37,7 +37,7 @@ def inject(pipeline, stage: str, endpoint: str, messages: list[list[bytes]]) -> 
     transport.close()  # linger=0: closing earlier could discard frames not yet delivered
 
 
-def test_test_mode_transcribes_french_through_five_processes_and_survives_garbage(run_dir, start_pipeline):
+def test_test_mode_transcribes_french_through_six_processes_and_survives_garbage(run_dir, start_pipeline):
     pipeline = start_pipeline(pipeline_config(run_dir), "--test-mode")
     pipeline.wait_event("stage_up", stage_name="vad")
     pipeline.wait_event("stage_up", stage_name="sink")
@@ -46,7 +46,7 @@ def test_test_mode_transcribes_french_through_five_processes_and_survives_garbag
 
     assert pipeline.wait_exit() == 0, pipeline.log_tail()
     pids = pipeline.stage_pids()
-    assert set(pids) == STAGES and len(set(pids.values())) == 5
+    assert set(pids) == STAGES and len(set(pids.values())) == 6
     # No GPU here: the GPU worker refuses to start, the switch is logged, the CPU worker answers.
     assert pipeline.find("stage_start_failed", stage="transcribe_gpu", exit_code=ExitCode.NO_GPU, level="info")
     assert not pipeline.find("gpu_worker_failover", level="warning")  # a CPU-only machine's normal case

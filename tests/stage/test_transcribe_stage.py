@@ -3,6 +3,7 @@ breakers and giving up. The real model on real speech runs in tests/integration.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -28,7 +29,20 @@ def worker(tmp_path, models: dict, device: str = "cpu", fast_path: bool = False,
     wcfg = WorkerConfig(device=device, models=list(models))
     cfg = TranscribeConfig(fast_path=fast_path, **options)
     engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory(models), gpu_probe=probe)
-    return StageDriver(TranscribeStage(name, wcfg, cfg, tmp_path, tmp_path, engine=engine), start=start)
+    return WorkerDriver(TranscribeStage(name, wcfg, cfg, tmp_path, tmp_path, engine=engine), start=start)
+
+
+class WorkerDriver(StageDriver):
+    """Jobs on the worker's one port; every job's answers must end with its credit (the dispatcher
+    gives it nothing more until then)."""
+
+    def job(self, frame: frames.Frame) -> list:
+        done = self.stage._done
+        *answers, (port, credit) = self.send("dispatch", frame)
+        assert port == "dispatch" and credit == frames.WorkerReady(self.stage.name, self.stage.pool, os.getpid(),
+                                                                   done + 1, idle=True)
+        assert all(port == "dispatch" for port, _ in answers)
+        return answers
 
 
 def utterance(utt_id: str = "u1", samples: int = SAMPLES, **fields) -> frames.Utterance:
@@ -37,9 +51,9 @@ def utterance(utt_id: str = "u1", samples: int = SAMPLES, **fields) -> frames.Ut
 
 
 def test_a_final_gets_one_transcript_built_from_the_engines_result(tmp_path):
-    out = worker(tmp_path, {"cpu-a": FakeWhisper("bonjour")}).send("utterances", utterance())
+    out = worker(tmp_path, {"cpu-a": FakeWhisper("bonjour")}).job(utterance())
     [(port, t)] = out
-    assert port == "results" and isinstance(t, frames.Transcript)
+    assert port == "dispatch" and isinstance(t, frames.Transcript)
     assert (t.utt_id, t.text, t.model_used, t.device, t.worker) == ("u1", "bonjour", "cpu-a", "cpu", "transcribe_cpu")
     assert t.segments == [{"start_s": 0.0, "end_s": 1.0, "text": "bonjour"}] and t.is_speech
     assert (t.start_s, t.end_s, t.audio_duration_s) == (2.0, 3.0, 1.0) and t.rtf == t.processing_time_s / 1.0
@@ -48,37 +62,37 @@ def test_a_final_gets_one_transcript_built_from_the_engines_result(tmp_path):
 def test_a_resent_final_is_answered_again_without_a_second_decode(tmp_path):
     model = FakeWhisper("bonjour")
     driver = worker(tmp_path, {"cpu-a": model})
-    first = driver.send("utterances", utterance())
+    first = driver.job(utterance())
     calls = model.calls
-    assert driver.send("utterances", utterance()) == first and model.calls == calls
+    assert driver.job(utterance()) == first and model.calls == calls
 
 
 def test_the_speculative_answer_is_the_final_when_only_silence_followed(tmp_path):
     model = FakeWhisper("bonjour")
     driver = worker(tmp_path, {"cpu-a": model})
-    [(port, verdict)] = driver.send("utterances", utterance(samples=SAMPLES, speculative=True))  # kept, judged
-    assert port == "hints" and verdict == frames.TurnHint(utt_id="u1", speculated_samples=SAMPLES, complete=False,
+    [(port, verdict)] = driver.job(utterance(samples=SAMPLES, speculative=True))  # kept, judged
+    assert isinstance(verdict, frames.TurnHint) and verdict == frames.TurnHint(utt_id="u1", speculated_samples=SAMPLES, complete=False,
                                                           reason="no_sentence_end", end_logprob=-0.2)  # no full stop
     calls = model.calls
-    [(_, final)] = driver.send("utterances", utterance(samples=SAMPLES + 6400, speculated_samples=SAMPLES))
+    [(_, final)] = driver.job(utterance(samples=SAMPLES + 6400, speculated_samples=SAMPLES))
     assert final.text == "bonjour" and model.calls == calls  # no second decode
-    driver.send("utterances", utterance("u2", speculative=True))
-    driver.send("utterances", utterance("u2", samples=SAMPLES + 9000, speculated_samples=SAMPLES + 512))
+    driver.job(utterance("u2", speculative=True))
+    driver.job(utterance("u2", samples=SAMPLES + 9000, speculated_samples=SAMPLES + 512))
     assert model.calls == calls + 2  # speech followed the copy: the final is decoded again
 
 
-def test_every_lanes_utterances_are_heard_and_a_copys_hint_goes_back_to_its_own_lanes_vad(tmp_path):
+def test_a_pool_member_names_itself_and_its_class_and_says_busy_while_a_job_runs(tmp_path):
     wcfg, cfg = WorkerConfig(models=["cpu-a"]), TranscribeConfig(fast_path=False)
     engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory({"cpu-a": FakeWhisper("bonjour")}))
-    stage = TranscribeStage("transcribe_cpu", wcfg, cfg, tmp_path, tmp_path, engine=engine, lanes=2)
-    assert list(stage.inputs) == ["utterances", "utterances.1", "partials", "partials.1"]  # finals first
-    driver = StageDriver(stage)
-    [(port, _)] = driver.send("utterances.1", utterance("u1", speculative=True))
-    assert port == "hints.1"
-    [(port, _)] = driver.send("utterances", utterance("u2", speculative=True))
-    assert port == "hints"
-    [(port, final)] = driver.send("utterances.1", utterance("u1", speculated_samples=SAMPLES, source="mic:salon"))
-    assert port == "results" and final.source == "mic:salon"
+    driver = WorkerDriver(TranscribeStage("transcribe_cpu.1", wcfg, cfg, tmp_path, tmp_path, engine=engine))
+    assert list(driver.stage.inputs) == list(driver.stage.outputs) == ["dispatch"]  # one DEALER, both ways
+    assert driver.stage.inputs["dispatch"].pattern == "dealer"
+    [(_, credit)] = driver.stage.heartbeat_outputs(busy=True)
+    assert (credit.worker, credit.pool, credit.done, credit.idle) == ("transcribe_cpu.1", "transcribe_cpu", 0, False)
+    [(_, final)] = driver.job(utterance("u1", source="mic:salon"))
+    assert final.worker == "transcribe_cpu.1" and final.source == "mic:salon"
+    [(_, credit)] = driver.stage.heartbeat_outputs(busy=False)
+    assert (credit.done, credit.idle) == (1, True)
 
 
 class ListeningWhisper(FakeWhisper):
@@ -96,21 +110,21 @@ def test_speech_resumed_after_a_long_decoded_stretch_is_decoded_from_there_with_
     model = ListeningWhisper("bonjour")
     driver = worker(tmp_path, {"cpu-a": model}, stretch_min_s=3.0)
     model.heard.clear()  # the warm-up's
-    driver.send("utterances", utterance(samples=4 * SAMPLES, speculative=True))  # a pause after 4 s of speech
-    [(_, final)] = driver.send("utterances", utterance(samples=5 * SAMPLES))      # then 1 s more
+    driver.job(utterance(samples=4 * SAMPLES, speculative=True))  # a pause after 4 s of speech
+    [(_, final)] = driver.job(utterance(samples=5 * SAMPLES))      # then 1 s more
     assert model.heard == [(4 * SAMPLES, None), (SAMPLES, "bonjour")]
     assert final.text == "bonjour bonjour" and final.audio_duration_s == 5.0 and final.is_speech
     assert final.segments == [{"start_s": 0.0, "end_s": 4.0, "text": "bonjour"},
                               {"start_s": 4.0, "end_s": 5.0, "text": "bonjour"}]
-    driver.send("utterances", utterance("u2", samples=4 * SAMPLES, speculative=True))
-    driver.send("utterances", utterance("u2", samples=4 * SAMPLES + 3200))  # 0.2 s more: too little to stand alone
+    driver.job(utterance("u2", samples=4 * SAMPLES, speculative=True))
+    driver.job(utterance("u2", samples=4 * SAMPLES + 3200))  # 0.2 s more: too little to stand alone
     assert model.heard[-1] == (4 * SAMPLES + 3200, None)
     restarted = worker(tmp_path, {"cpu-a": model}, stretch_min_s=3.0)
-    restarted.send("utterances", utterance("u1", samples=5 * SAMPLES))  # a new worker knows no stretch: all of it
+    restarted.job(utterance("u1", samples=5 * SAMPLES))  # a new worker knows no stretch: all of it
     assert model.heard[-1] == (5 * SAMPLES, None)
     off = worker(tmp_path, {"cpu-a": model})  # the default: off
-    off.send("utterances", utterance("u3", samples=4 * SAMPLES, speculative=True))
-    off.send("utterances", utterance("u3", samples=5 * SAMPLES))
+    off.job(utterance("u3", samples=4 * SAMPLES, speculative=True))
+    off.job(utterance("u3", samples=5 * SAMPLES))
     assert model.heard[-1] == (5 * SAMPLES, None)
 
 
@@ -120,21 +134,21 @@ def test_a_finished_sentence_is_put_to_smart_turn_and_an_unfinished_one_is_not(t
         engine = Engine(wcfg, cfg, cache_dir=tmp_path, model_factory=factory({"cpu-a": FakeWhisper(text)}))
         stage = TranscribeStage("transcribe_cpu", wcfg, cfg, PipelineConfig().models_cache_dir(), tmp_path,
                                 engine=engine)
-        [(_, verdict)] = StageDriver(stage).send("utterances", utterance(speculative=True))
+        [(_, verdict)] = WorkerDriver(stage).job(utterance(speculative=True))
         assert stage.turn_model is not None  # the real model (scripts/setup provisions it)
         assert (0.0 <= verdict.turn_probability <= 1.0) if asked else verdict.turn_probability == -1.0
 
 
 def test_without_the_turn_model_file_the_text_alone_decides(tmp_path):
     driver = worker(tmp_path, {"cpu-a": FakeWhisper("Bonjour.")})  # cache dir: an empty tmp_path
-    [(_, verdict)] = driver.send("utterances", utterance(speculative=True))
+    [(_, verdict)] = driver.job(utterance(speculative=True))
     assert driver.stage.turn_model is None and verdict.reason == "sentence_end" and verdict.turn_probability == -1.0
 
 
 def test_unusable_audio_is_acknowledged_empty_and_counted(tmp_path):
     before = metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get()
     bad = frames.Utterance(utt_id="u1", start_s=0, end_s=1, t_closed_wall_s=0.0, sample_rate_hz=16000, pcm=b"\x00" * 7)
-    [(_, t)] = worker(tmp_path, {"cpu-a": FakeWhisper()}).send("utterances", bad)
+    [(_, t)] = worker(tmp_path, {"cpu-a": FakeWhisper()}).job(bad)
     assert t.is_speech is False and t.text == "" and t.utt_id == "u1"
     assert metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get() == before + 1
 
@@ -144,7 +158,7 @@ def test_a_failing_model_trips_its_breaker_and_the_next_one_answers(tmp_path):
     driver = worker(tmp_path, {"a": broken, "b": good})
     broken.fail_with = RuntimeError("decoder exploded")  # after its warm-up
     for i in range(4):
-        [(_, t)] = driver.send("utterances", utterance(f"u{i}"))
+        [(_, t)] = driver.job(utterance(f"u{i}"))
         assert t.model_used == "b"
     assert driver.stage.engine.breaker_states() == {"a": "open", "b": "closed"}
     assert broken.calls == 1 + 3  # its warm-up, then three failures; skipped while open
@@ -165,7 +179,7 @@ def test_a_worker_whose_every_model_fails_gives_up_with_its_exit_code(tmp_path):
         driver = worker(tmp_path / device, {"only": model}, device=device)
         model.fail_with = RuntimeError("CUDA failed with error out of memory")
         with pytest.raises(StageFailed) as failed:
-            driver.send("utterances", utterance())
+            driver.job(utterance())
         assert failed.value.exit_code == code  # the VAD still holds the utterance: it goes elsewhere
 
 
@@ -187,7 +201,7 @@ def test_preempt_stops_the_partial_being_decoded_and_nothing_is_sent(tmp_path, l
     driver = worker(tmp_path, {"cpu-a": FakeWhisper()})
     fast = driver.stage.engine.models[0].fast = BlockingFastDecoder()
     out: list = []
-    decoding = threading.Thread(target=lambda: out.extend(driver.send("partials", utterance(is_partial=True))))
+    decoding = threading.Thread(target=lambda: out.extend(driver.job(utterance(is_partial=True))))
     decoding.start()
     assert fast.started.wait(5)
     driver.stage.preempt()  # what the runner calls when a final arrives behind the partial

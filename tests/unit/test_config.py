@@ -91,9 +91,9 @@ def test_a_wyoming_allow_list_admits_its_networks_and_loopback_only():
 def test_stages_follow_the_configuration():
     from pipeline.topology import active_stages
 
-    assert active_stages(PipelineConfig()) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "capture"]
+    assert active_stages(PipelineConfig()) == ["sink", "dispatch", "transcribe_gpu", "transcribe_cpu", "vad", "capture"]
     doors = parse_config({"audio": {"device": "none"}, "servers": {"wyoming": "tcp://127.0.0.1:10300"}})
-    assert active_stages(doors) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming"]
+    assert active_stages(doors) == ["sink", "dispatch", "transcribe_gpu", "transcribe_cpu", "vad", "wyoming"]
     api = parse_config({"servers": {"openai": {"url": "http://0.0.0.0:8000", "api_key": "k" * 32}}})
     assert active_stages(api)[-2:] == ["openai", "capture"]
 
@@ -102,13 +102,34 @@ def test_a_list_of_microphones_makes_one_capture_and_one_vad_per_lane():
     from pipeline import topology
 
     rooms = parse_config({"audio": {"device": ["kitchen", 3]}})
-    assert topology.active_stages(rooms) == ["sink", "transcribe_gpu", "transcribe_cpu", "vad", "vad.1",
+    assert topology.active_stages(rooms) == ["sink", "dispatch", "transcribe_gpu", "transcribe_cpu", "vad", "vad.1",
                                              "capture", "capture.1"]
     assert [rooms.audio.source_label(lane) for lane in (0, 1)] == ["mic:kitchen", "mic:3"]
     assert [(topology.base_stage(n), topology.lane_of(n)) for n in ("vad.1", "capture", "transcribe_cpu")] == [
         ("vad", 1), ("capture", 0), ("transcribe_cpu", 0)]
     assert PipelineConfig().audio.source_label(0) == "mic" and parse_config(
         {"audio": {"source": "a.wav"}}).audio.source_label(0) == "file"
+
+
+def test_a_pool_of_workers_makes_numbered_workers_of_one_class():
+    from pipeline import topology
+
+    pool = parse_config({"transcribe": {"cpu": {"workers": 3}, "gpu": {"enabled": False}}})
+    assert topology.active_stages(pool)[:5] == ["sink", "dispatch", "transcribe_cpu", "transcribe_cpu.1",
+                                                 "transcribe_cpu.2"]
+    assert [(topology.base_stage(n), topology.lane_of(n), topology.is_worker(n))
+            for n in ("transcribe_cpu.2", "dispatch")] == [("transcribe_cpu", 2, True), ("dispatch", 0, False)]
+    with pytest.raises(ConfigError, match="pool.listen"):
+        parse_config({"transcribe": {"cpu": {"workers": 0}}})  # none here, and no door for others to join
+    remote = parse_config({"transcribe": {"cpu": {"workers": 0}, "pool": {"listen": "tcp://127.0.0.1:5599"}}})
+    assert "transcribe_cpu" not in topology.active_stages(remote) and topology.remote_only(remote) == ["transcribe_cpu"]
+
+
+def test_remote_workers_listen_on_loopback_or_with_curve_only():
+    assert parse_config({"transcribe": {"pool": {"listen": "tcp://127.0.0.1:5599"}}}).transcribe.pool.listen
+    for listen, error in (("tcp://0.0.0.0:5599", "CURVE|curve"), ("ipc:///tmp/p.sock", "tcp://")):
+        with pytest.raises(ConfigError, match=error):
+            parse_config({"transcribe": {"pool": {"listen": listen}}})
 
 
 def test_loopback_tcp_and_ipc_endpoints_are_accepted():
