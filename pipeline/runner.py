@@ -22,27 +22,15 @@ from pipeline.frames import Frame, FrameDecodeError
 from pipeline.lifecycle import StageFailed, StageStartError, StageState
 from pipeline.logs import bind_process_context, get_logger
 from pipeline.ownership import Ownership
+from pipeline.peers import HandshakeLog, addressed, split_addressed
 from pipeline.recording import RecordReader, RecordWriter
-from pipeline.transport import ADDRESSED, HandshakeWatch, Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
+from pipeline.transport import ADDRESSED, Poller, PortSpec, Transport, ipc_endpoint, recv_parts, send
 
-__all__ = ["CONTROL", "Output", "Stage", "StageFailed", "StageRunner", "StageStartError", "StageState", "addressed",
-           "split_addressed"]
+__all__ = ["CONTROL", "Output", "Stage", "StageFailed", "StageRunner", "StageStartError", "StageState"]
 Output = tuple[str, Frame]
 CONTROL = "control"  # output port to the supervisor; input port for Route/Stop
 CONTROL_KINDS = (frames.Route.KIND, frames.Stop.KIND, frames.Activate.KIND, frames.Owned.KIND)
 PREEMPT_CHECK_S = 0.01  # how often a running call for a less urgent input looks for a more urgent one
-PEER_SEP = "@"
-
-
-def addressed(port: str, peer: bytes) -> str:
-    """A ROUTER port's name for one peer (`pool@<identity hex>`): what `handle` is called with for a
-    message from that peer, and the output port that sends to it."""
-    return f"{port}{PEER_SEP}{peer.hex()}"
-
-
-def split_addressed(port: str) -> tuple[str, bytes | None]:
-    base, sep, peer = port.partition(PEER_SEP)
-    return (base, bytes.fromhex(peer)) if sep else (port, None)
 
 
 class Stage:
@@ -160,7 +148,7 @@ class StageRunner:
         self._ownership = Ownership(orphan_grace_s, self._log)
         self._sockets: dict = {}
         self._signal_fd = -1  # signals' wake-up pipe, set by run()
-        self._handshakes: list[list] = []  # [port, HandshakeWatch, last outcome logged] per CURVE client socket
+        self._handshakes = HandshakeLog(self._log)  # CURVE client sockets: was the key admitted?
         self._frames_in, self._frames_out = metrics.Children(metrics.FRAMES_IN), metrics.Children(metrics.FRAMES_OUT)
 
     # -- live mode -----------------------------------------------------------------
@@ -206,10 +194,7 @@ class StageRunner:
     def _open_ports(self, transport: Transport) -> None:
         specs = {**self.stage.inputs, **self.stage.outputs}
         for name, spec in specs.items():
-            # A CURVE client (a remote worker) says whether the server admitted it: a wrong key
-            # is otherwise silence, retried for ever.
-            watch = (lambda sock, port=name: self._handshakes.append([port, HandshakeWatch(sock), None])
-                     ) if spec.curve_client else None
+            watch = self._handshakes.watcher(name) if spec.curve_client else None
             self._sockets[name] = transport.open(spec, before_connect=watch)
         by_priority = ("_control_down", *self.stage.inputs)
         self._port_of = {id(self._sockets[n]): n for n in by_priority}
@@ -290,7 +275,7 @@ class StageRunner:
     def _on_heartbeat(self, now: int) -> None:
         self._next_hb_ns = now + self._hb_ns
         self._send_heartbeat()
-        self._log_handshakes()
+        self._handshakes.check()
         self._outbox.extend(self._stage_call(self.stage.tick, now))
 
     def _begin_drain(self, now: int) -> None:
@@ -396,16 +381,6 @@ class StageRunner:
         finally:
             self._busy_since_ns = 0
 
-    def _log_handshakes(self) -> None:
-        """Each change of a CURVE client's handshake outcome, once (a refused key is retried every 0.1 s)."""
-        for watch in self._handshakes:
-            events = watch[1].poll()[:]
-            watch[1].events.clear()  # a refused key retries for ever: keep only what is new
-            if events and events[-1] != watch[2]:
-                watch[2] = events[-1]
-                log = self._log.info if events[-1] == "succeeded" else self._log.error
-                log("curve_handshake", port=watch[0], outcome=events[-1])
-
     def _set_state(self, state: StageState) -> None:
         self.state = state
         self._log.info(f"stage_{state.value}")
@@ -442,8 +417,7 @@ class StageRunner:
         self.stage.close()
         if self._recorder:
             self._recorder.close()
-        for watch in self._handshakes:
-            watch[1].close()  # before the context ends: it waits for every socket
+        self._handshakes.close()
         transport.close()
         self._log.info("stage_stopped")
 

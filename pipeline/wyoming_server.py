@@ -135,6 +135,8 @@ class WyomingClient(AsyncEventHandler):
         self.door = door
         peer = writer.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "unix"
+        # Each connection is its own source (two satellites behind one Home Assistant share its address).
+        self.source = f"wyoming:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "wyoming:unix"
         self.turn = Turn(door.language)
         self._vad = None
         self.log = door.log.bind(client=self.peer)
@@ -238,7 +240,7 @@ class WyomingClient(AsyncEventHandler):
         return frames.Utterance(utt_id or self.turn.utt_id, 0.0, round(audio.size / TARGET_RATE_HZ, 3), time.time(),
                                 TARGET_RATE_HZ, audio.tobytes(), speculative=speculative,
                                 speculated_samples=speculated_samples, language=language or self.turn.language,
-                                source=f"wyoming:{self.peer}")
+                                source=self.source)
 
     async def _answer(self, transcript: frames.Transcript | None, language: str, stopped: float) -> None:
         text = transcript.text if transcript is not None else ""

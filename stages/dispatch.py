@@ -21,8 +21,9 @@ from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig
 from pipeline.logs import get_logger
+from pipeline.peers import addressed, split_addressed
 from pipeline.pool import Pool
-from pipeline.runner import CONTROL, Output, Stage, addressed, split_addressed
+from pipeline.runner import CONTROL, Output, Stage
 from pipeline.transport import PortSpec
 
 LANES_KEPT = 1000  # utterance id -> lane, for the turn hints that come back

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pipeline import frames
 from pipeline.harness.stage_driver import StageDriver
-from pipeline.runner import CONTROL, addressed
+from pipeline.peers import addressed
+from pipeline.runner import CONTROL
 from stages.dispatch import DispatchStage
 
 CPU = "transcribe_cpu"
