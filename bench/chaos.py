@@ -269,7 +269,11 @@ def _collect(pipeline: PipelineProcess, report: ChaosReport) -> None:
         later = [_wall(e) for e in ups if e["stage_name"] == kill.stage and e["pid"] != kill.pid
                  and _wall(e) >= kill.at_wall_s]
         kill.recovered_s = min(later) - kill.at_wall_s if later else None
-        kill.service_s = _service_recovery(kill, switches) if is_worker(kill.stage) else kill.recovered_s
+        if is_worker(kill.stage):
+            others = _others_serving(kill, ups, pipeline.find("stage_failed"))
+            kill.service_s = 0.0 if others else _service_recovery(kill, switches)
+        else:
+            kill.service_s = kill.recovered_s
         kill.by_spare = kill.pid in promoted
 
 
@@ -288,12 +292,24 @@ def _supervisor_back(kill: Kill, ups: list[dict], adopted: set[int]) -> tuple[fl
     return back, 0.0 if all(e["pid"] in adopted for e in needed) else back
 
 
+def _others_serving(kill: Kill, ups: list[dict], failures: list[dict]) -> list[str]:
+    """The other workers of the killed one's pool that were up when it was killed: with one of
+    them, the pool served on (the dispatcher gives the dead one's job to it)."""
+    serving = []
+    for name in {e["stage_name"] for e in ups if e["stage_name"] != kill.stage
+                 and base_stage(e["stage_name"]) == base_stage(kill.stage)}:
+        before = [e for e in ups if e["stage_name"] == name and _wall(e) <= kill.at_wall_s]
+        if before and not any(f["stage_name"] == name and f["pid"] == before[-1]["pid"]
+                              and _wall(f) <= kill.at_wall_s for f in failures):
+            serving.append(name)
+    return serving
+
+
 def _service_recovery(kill: Kill, switches: list[tuple[float, str | None]]) -> float | None:
     """A killed standby worker interrupts nothing; a killed active one until a worker is routed
     again, or its replacement is READY while the route still names it (no switch was needed)."""
     before = [to for t, to in switches if t < kill.at_wall_s]
-    if not before or before[-1] != base_stage(kill.stage) or kill.stage != base_stage(kill.stage):
-        # Not routed to, or a pool member other than the first (approximated: the others serve on).
+    if not before or before[-1] != base_stage(kill.stage):
         return 0.0
     routed = [t - kill.at_wall_s for t, to in switches if t >= kill.at_wall_s and to is not None]
     back = [v for v in (min(routed, default=None), kill.recovered_s) if v is not None]
