@@ -18,7 +18,9 @@ One command for issue 12's figures. In each run:
 With `--runs N` it prints every run and the medians. `--endpoint silence` measures the fixed
 400 ms rule, for comparison; `--no-partials` turns interim text off (vad.partial_interval_ms: 0),
 to measure what the partials' decodes cost the final on two cores; `--stretch-min-s 3` decodes
-after the stretch already decoded at a pause (transcribe.stretch_min_s, off by default), to measure it.
+after the stretch already decoded at a pause (transcribe.stretch_min_s, off by default), to measure it;
+`--cpu-workers 2 --cpu-threads 1` runs a pool of two one-thread workers (partials, copies and
+finals then no longer wait for one another's decode on one worker).
 `long_p95_ms`: the p95 over the turns whose voice lasts LONG_S or more.
 """
 
@@ -149,11 +151,12 @@ def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) ->
 
 
 def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str, partials: bool = True,
-             stretch_min_s: float | None = None) -> dict:
+             stretch_min_s: float | None = None, cpu: dict | None = None) -> dict:
+    """`cpu`: overrides of `transcribe.cpu` (a pool: `{"workers": 2, "cpu_threads": 1}`)."""
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-turns-"))
-    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False},
+    cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}, "cpu": cpu or {},
                                                  **({} if stretch_min_s is None else {"stretch_min_s": stretch_min_s})},
                           vad={"endpoint": endpoint, **({} if partials else {"partial_interval_ms": 0})})
     pipeline = PipelineProcess(run_dir, cfg, env=pulse.env)
@@ -191,6 +194,8 @@ def main() -> None:
     parser.add_argument("--stretch-min-s", type=float, default=None,
                         help="transcribe.stretch_min_s for this run (3: decode after a pause's stretch; 0: off)")
     parser.add_argument("--idle-s", type=float, default=60.0)
+    parser.add_argument("--cpu-workers", type=int, default=1, help="transcribe.cpu.workers: the CPU pool's size")
+    parser.add_argument("--cpu-threads", type=int, default=2, help="transcribe.cpu.cpu_threads of each worker")
     args = parser.parse_args()
     ensure_installed("fr")
     prompts = pick([p for p in load_prompts("fr") if load_audio(p.path, 600).size >= args.min_s * RATE], args.count,
@@ -201,10 +206,11 @@ def main() -> None:
     runs = []
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,
-               "stretch_min_s": args.stretch_min_s,
+               "stretch_min_s": args.stretch_min_s, "cpu_workers": args.cpu_workers, "cpu_threads": args.cpu_threads,
                "reference_p50_ms": reference_p50_ms(prompts),
                **live_run(prompts, hesitations, args.endpoint, partials=not args.no_partials,
-                          stretch_min_s=args.stretch_min_s)}
+                          stretch_min_s=args.stretch_min_s,
+                          cpu={"workers": args.cpu_workers, "cpu_threads": args.cpu_threads})}
         row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
         runs.append(row)
         print(json.dumps(row), flush=True)
