@@ -35,11 +35,12 @@ def _is_loopback_tcp(endpoint: str) -> bool:
 
 
 class CurveConfig(Strict):
-    """ZeroMQ CURVE for the public transcripts socket; files made by `python -m pipeline.keys DIR`."""
+    """ZeroMQ CURVE for a socket that listens beyond this machine (the public transcripts socket, the
+    remote workers' pool); files made by `python -m pipeline.keys DIR`."""
     server_secret_key: str
-    """The sink's certificate with its secret key (`server.key_secret`)."""
+    """The listening side's certificate with its secret key (`server.key_secret`)."""
     authorized_clients_dir: str
-    """Public certificates (`*.key`) of the clients allowed to subscribe; anyone else is refused."""
+    """Public certificates (`*.key`) of the clients allowed to connect; anyone else is refused."""
 
     @model_validator(mode="after")
     def _files_exist(self) -> CurveConfig:
@@ -77,7 +78,8 @@ class PoolConfig(Strict):
     """`transcribe.pool:` where workers on other hosts join the pool (stages/dispatch.py)."""
     listen: str | None = None
     """tcp://ADDRESS:PORT the dispatcher listens on for remote workers; None = local workers only.
-    Start one there with `python -m stages.transcribe --connect tcp://HOST:PORT --curve DIR`."""
+    Start one there with `python supervisor.py --role worker --connect tcp://HOST:PORT --curve
+    SERVER.key CLIENT.key_secret` (or `python -m stages.transcribe` with the same flags)."""
     curve: CurveConfig | None = None
     """Required to listen on anything but loopback: only workers whose public key is in
     `authorized_clients_dir` are admitted (they hear what people said)."""
