@@ -212,7 +212,7 @@ def _fuzz_dispatcher(run_dir: Path, examples: int) -> list[dict]:
         results = dispatcher.peer(PortSpec("pull", topology.results(dispatcher.run_dir), bind=True))
         worker = dispatcher.peer(PortSpec("dealer", topology.pool(dispatcher.run_dir), bind=False))
         drain = _Drains(results, worker)
-        rows = [fuzz_port(dispatcher, "dispatch", worker, "pool", ("worker_ready", "transcript", "turn_hint"),
+        rows = [fuzz_port(dispatcher, "dispatch", worker, "pool", topology.POOL_KINDS,
                           examples, drain=drain)]
         jobs = dispatcher.peer(PortSpec("push", topology.utterances(dispatcher.run_dir, "transcribe_cpu"), bind=True))
         rows.append(fuzz_port(dispatcher, "dispatch", jobs, "transcribe_cpu", ("utterance",), examples, drain=drain))

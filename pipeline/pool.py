@@ -85,12 +85,13 @@ class Pool:
             return True
         if any(j.key == job.key for seat in self.seats.values() for j in seat.jobs):
             return False
-        for queue in self.finals.values():  # a re-send on another class (the route changed) moves it
-            queued = [j for j in queue if j.key == job.key]
-            if queued and queue is self.finals.get(pool):
-                return False
-            for stale in queued + [j for j in queue if j.utt.utt_id == utt.utt_id and j.utt.speculative]:
-                queue.remove(stale)  # a newer copy, or the final, supersedes a queued copy
+        if any(j.key == job.key for j in self.finals.get(pool, ())):
+            return False
+        for queue in self.finals.values():
+            # Gone from where it waited: a re-send on another class (the route changed) moves it, and
+            # a newer copy, or the final, supersedes a queued copy.
+            for stale in [j for j in queue if j.key == job.key or (j.utt.utt_id == utt.utt_id and j.utt.speculative)]:
+                queue.remove(stale)
         if not utt.speculative:
             self.partials = {k: j for k, j in self.partials.items() if j.utt.utt_id != utt.utt_id}
         self.finals.setdefault(pool, deque()).append(job)

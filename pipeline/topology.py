@@ -83,6 +83,9 @@ def partials(run_dir: Path, worker: str, lane: int = 0) -> str:
     return ipc_endpoint(run_dir, f"partial_{worker}" + lane_suffix(lane))
 
 
+POOL_KINDS = ("worker_ready", "transcript", "turn_hint")  # what workers send the dispatcher
+
+
 def pool(run_dir: Path) -> str:
     """Workers <-> dispatcher on this machine (the dispatcher's ROUTER binds)."""
     return ipc_endpoint(run_dir, "pool")
@@ -94,7 +97,7 @@ def remote_pool_port(cfg: PipelineConfig) -> PortSpec | None:
     if not pool.listen:
         return None
     curve = (pool.curve.server_secret_key, pool.curve.authorized_clients_dir) if pool.curve else None
-    return PortSpec("router", pool.listen, bind=True, kinds=("worker_ready", "transcript", "turn_hint"),
+    return PortSpec("router", pool.listen, bind=True, kinds=POOL_KINDS,
                     curve_server=curve)
 
 

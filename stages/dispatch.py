@@ -27,7 +27,6 @@ from pipeline.runner import CONTROL, Output, Stage
 from pipeline.transport import PortSpec
 
 LANES_KEPT = 1000  # utterance id -> lane, for the turn hints that come back
-WORKER_KINDS = ("worker_ready", "transcript", "turn_hint")
 LOCAL, REMOTE = "pool", "pool_remote"
 
 
@@ -40,7 +39,7 @@ class DispatchStage(Stage):
 
     def __init__(self, run_dir: Path, workers: list[str], lanes: int, liveness_s: float,
                  remote: PortSpec | None = None) -> None:
-        local = PortSpec("router", topology.pool(run_dir), bind=True, kinds=WORKER_KINDS)
+        local = PortSpec("router", topology.pool(run_dir), bind=True, kinds=topology.POOL_KINDS)
         self.inputs: dict[str, PortSpec] = {LOCAL: local} | ({REMOTE: remote} if remote else {})
         self._job_ports: dict[str, tuple[str, int]] = {}  # input port -> (class, lane)
         for partial in (False, True):  # every final port before any partial one: finals first

@@ -58,7 +58,8 @@ class TranscribeStage(Stage):
         dispatcher = dispatcher or PortSpec("dealer", topology.pool(run_dir), bind=False, kinds=("utterance",))
         self.inputs = {DISPATCH: dispatcher}
         self.outputs = {DISPATCH: dispatcher}
-        self._done = 0  # jobs finished: the credit's count (pipeline/pool.py)
+        self._done = 0  # jobs finished: the count each job's own credit carries (pipeline/pool.py)
+        self._credited = 0  # the count of the last such credit handed to ZeroMQ, after that job's answers
         self._recent: OrderedDict[str, frames.Transcript] = OrderedDict()  # finals done, by utt_id
         self._speculated: OrderedDict[str, tuple[int, Result]] = OrderedDict()  # utt_id -> (samples, answer)
         self._stretches = Stretches(int(cfg.stretch_min_s * TARGET_RATE_HZ), TARGET_RATE_HZ)  # decoded at pauses
@@ -106,10 +107,17 @@ class TranscribeStage(Stage):
             return []
         answers = self._answer(frame)
         self._done += 1
-        return answers + self.heartbeat_outputs(busy=False)
+        return answers + [(DISPATCH, frames.WorkerReady(self.name, self.pool, os.getpid(), self._done, True))]
 
     def heartbeat_outputs(self, busy: bool) -> list[Output]:
-        return [(DISPATCH, frames.WorkerReady(self.name, self.pool, os.getpid(), self._done, not busy))]
+        # `_credited`, not `_done`: a heartbeat can go out between a job's end and the sending of its
+        # answers, and must not tell the dispatcher the job is over before its transcript is on its way.
+        return [(DISPATCH, frames.WorkerReady(self.name, self.pool, os.getpid(), self._credited,
+                                              not busy and self._credited == self._done))]
+
+    def sent(self, port: str, frame: frames.Frame) -> None:
+        if isinstance(frame, frames.WorkerReady):
+            self._credited = max(self._credited, frame.done)
 
     def _answer(self, frame: frames.Utterance) -> list[Output]:
         """A final gets exactly one transcript (an empty one for unusable audio, so the VAD stops

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import uuid
+
+import yaml
+
+from pipeline.harness.pipeline_process import pipeline_config
+from pipeline.harness.waiting import ROOT
 
 NET = "10.231.7"
 
@@ -70,13 +76,6 @@ def _ip(*args: str) -> None:
 def remote_workers(hosts: Hosts, run_dir, endpoint: str, server_key, client_secret, **transcribe) -> subprocess.Popen:
     """`python supervisor.py --role worker` on host b, its own run dir and config (`transcribe`:
     that section's overrides), joining the pipeline's pool at `endpoint`. Logs: run_dir/worker.log."""
-    import sys
-
-    import yaml
-
-    from pipeline.harness.pipeline_process import pipeline_config
-    from pipeline.harness.waiting import ROOT
-
     run_dir.mkdir(mode=0o700)
     config = run_dir / "config.yaml"
     config.write_text(yaml.safe_dump(pipeline_config(run_dir, audio={"device": "none"},

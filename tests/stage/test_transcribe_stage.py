@@ -209,3 +209,14 @@ def test_preempt_stops_the_partial_being_decoded_and_nothing_is_sent(tmp_path, l
     fast.finished.set()
     assert not decoding.is_alive() and out == []
     assert [e for e in log_capture.entries if e["event"] == "partial_preempted"]
+
+
+def test_a_heartbeat_never_credits_a_job_whose_answers_have_not_left(tmp_path):
+    driver = worker(tmp_path, {"cpu-a": FakeWhisper("bonjour")})
+    stage = driver.stage
+    *answers, (_, credit) = stage.handle("dispatch", utterance())  # answered, nothing sent yet
+    [(_, beat)] = stage.heartbeat_outputs(busy=False)  # the runner's heartbeat may come before its flush
+    assert (beat.done, beat.idle) == (0, False) and credit.done == 1
+    stage.sent("dispatch", credit)  # the job's own credit handed to ZeroMQ, after its answers
+    [(_, beat)] = stage.heartbeat_outputs(busy=False)
+    assert (beat.done, beat.idle) == (1, True)
