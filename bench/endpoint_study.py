@@ -6,7 +6,9 @@ For each prompt, two moments the VAD asks "is the turn over?" (`--after-ms` of s
 voice, as its speculative copy holds): at the real end of the prompt, and at a hesitation (the
 prompt cut where bench.turns inserts its pause, silence after it). For each moment:
 - the text verdict of the shipped speculative decode (pipeline/endpointing.py): `sure` (a finished
-  sentence the decoder was sure of), `unsure`, `unfinished`;
+  sentence the decoder was sure of: by its average log-probability, or by the probability Whisper
+  gave the closing punctuation), `unsure`, `unfinished`; and the same verdict by the log-probability
+  alone (`logprob_tier`, the rule before `vad.turn_min_end_probability`);
 - Smart Turn v3.2's probability that the turn is complete (pipeline/transcription/turn_model.py).
 Prints the joint counts, each signal's cost, and for each candidate rule (the silence it waits
 before closing) how many hesitations it would split (pauses of 500-700 ms, as bench.turns plays
@@ -27,7 +29,7 @@ from bench.run import pick
 from bench.turns import RATE, hesitation_cut
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig
-from pipeline.endpointing import TurnVerdict, judge_turn, weigh
+from pipeline.endpointing import EndSignals, TurnVerdict, judge_turn, weigh
 from pipeline.harness.speech import SPEECH_LEVEL
 from pipeline.transcription.engine import Engine
 from pipeline.transcription.turn_model import SmartTurn, verified
@@ -84,11 +86,11 @@ RULES = {"text (shipped)": rule_text, "text, unsure held": rule_text_hold_unsure
          "text and Smart Turn": rule_both, "Smart Turn alone": rule_turn_model}
 
 
-def evaluate(rows: list[dict], hold_ms: int) -> dict:
+def evaluate(rows: list[dict], hold_ms: int, tier_key: str = "tier") -> dict:
     out = {}
     for name, rule in RULES.items():
-        ends = [rule(r["end"]["tier"], r["end"]["p"], hold_ms) for r in rows]
-        cuts = [rule(r["cut"]["tier"], r["cut"]["p"], hold_ms) for r in rows]
+        ends = [rule(r["end"][tier_key], r["end"]["p"], hold_ms) for r in rows]
+        cuts = [rule(r["cut"][tier_key], r["cut"]["p"], hold_ms) for r in rows]
         out[name] = {"hesitations_split_pct": round(100 * statistics.mean(split_share(w) for w in cuts), 1),
                      "ends_at_verdict_pct": round(100 * statistics.mean(w == 0 for w in ends), 1),
                      "ends_wait_p50_ms": statistics.median(ends), "ends_wait_p95_ms": float(np.percentile(ends, 95))}
@@ -115,23 +117,29 @@ def main() -> None:
         row = {"prompt": prompt.name}
         for moment, audio in moments(load_audio(prompt.path, 600), args.after_ms / 1000).items():
             started = time.perf_counter()
-            result = engine.transcribe(audio)
+            result = engine.transcribe(audio, score_end=True)
             decode_ms.append((time.perf_counter() - started) * 1000)
-            verdict = weigh(judge_turn(result.text, result.language, result.is_speech), result.end_logprob,
-                                  cfg.vad.turn_min_logprob)
+            text_verdict = judge_turn(result.text, result.language, result.is_speech)
+            signals = EndSignals.from_hint(result.end_logprob, result.end_probability, -1.0)
+            logprob_only = cfg.vad.model_copy(update={"turn_min_end_probability": None})
             started = time.perf_counter()
             p = turn_model.probability(audio)
             turn_ms.append((time.perf_counter() - started) * 1000)
-            row[moment] = {"tier": tier(verdict), "p": round(p, 3), "end_logprob": round(result.end_logprob, 3),
+            row[moment] = {"tier": tier(weigh(text_verdict, signals, cfg.vad)),
+                           "logprob_tier": tier(weigh(text_verdict, signals, logprob_only)), "p": round(p, 3),
+                           "end_logprob": round(result.end_logprob, 3), "end_probability": signals.end_probability,
                            "text": result.text}
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
-    joint = {m: {f"{t} / p{'>=' if hi else '<'}0.5": sum(r[m]["tier"] == t and (r[m]["p"] >= 0.5) == hi for r in rows)
-                 for t in ("sure", "unsure", "unfinished") for hi in (True, False)} for m in ("end", "cut")}
+    def joint(key: str) -> dict:
+        return {m: {f"{t} / p{'>=' if hi else '<'}0.5": sum(r[m][key] == t and (r[m]["p"] >= 0.5) == hi for r in rows)
+                    for t in ("sure", "unsure", "unfinished") for hi in (True, False)} for m in ("end", "cut")}
     print(json.dumps({"prompts": len(rows), "after_ms": args.after_ms, "hold_ms": args.hold_ms,
                       "decode_p50_ms": round(statistics.median(decode_ms)),
-                      "smart_turn_p50_ms": round(statistics.median(turn_ms)), "joint": joint,
-                      "rules": evaluate(rows, args.hold_ms)}, ensure_ascii=False, indent=1))
+                      "smart_turn_p50_ms": round(statistics.median(turn_ms)), "joint": joint("tier"),
+                      "joint_logprob_only": joint("logprob_tier"), "rules": evaluate(rows, args.hold_ms),
+                      "rules_logprob_only": evaluate(rows, args.hold_ms, "logprob_tier")},
+                     ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ With `--runs N` it prints every run and the medians. `--endpoint silence` measur
 to measure what the partials' decodes cost the final on two cores; `--stretch-min-s 3` decodes
 after the stretch already decoded at a pause (transcribe.stretch_min_s, off by default), to measure it;
 `--cpu-workers 2 --cpu-threads 1` runs a pool of two one-thread workers (partials, copies and
-finals then no longer wait for one another's decode on one worker).
+finals then no longer wait for one another's decode on one worker); `--speculate-after-ms` sets that
+`vad` field for the run, and `--no-end-probability` measures the rule before Whisper's probability
+of its full stop was a signal (vad.turn_min_end_probability: null).
 `long_p95_ms`: the p95 over the turns whose voice lasts LONG_S or more.
 """
 
@@ -150,15 +152,15 @@ def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) ->
             **{f"{part}_p50_ms": round(statistics.median(b[part] for b in budgets)) for part in BUDGET if budgets}}
 
 
-def live_run(prompts: list[Prompt], hesitations: list[Path], endpoint: str, partials: bool = True,
-             stretch_min_s: float | None = None, cpu: dict | None = None) -> dict:
-    """`cpu`: overrides of `transcribe.cpu` (a pool: `{"workers": 2, "cpu_threads": 1}`)."""
+def live_run(prompts: list[Prompt], hesitations: list[Path], vad: dict, stretch_min_s: float | None = None,
+             cpu: dict | None = None) -> dict:
+    """`vad`: overrides of the `vad` slice; `cpu`: of `transcribe.cpu` (a pool: `{"workers": 2, "cpu_threads": 1}`)."""
     pulse = PulseServer()
     pulse.start()
     run_dir = Path(tempfile.mkdtemp(prefix="luxa-turns-"))
     cfg = pipeline_config(run_dir, transcribe={"gpu": {"enabled": False}, "cpu": cpu or {},
                                                  **({} if stretch_min_s is None else {"stretch_min_s": stretch_min_s})},
-                          vad={"endpoint": endpoint, **({} if partials else {"partial_interval_ms": 0})})
+                          vad=vad)
     pipeline = PipelineProcess(run_dir, cfg, env=pulse.env)
     settle_s = (pipeline.cfg.vad.max_silence_ms + 500) / 1000
     try:
@@ -193,6 +195,10 @@ def main() -> None:
     parser.add_argument("--no-partials", action="store_true", help="interim text off (vad.partial_interval_ms: 0)")
     parser.add_argument("--stretch-min-s", type=float, default=None,
                         help="transcribe.stretch_min_s for this run (3: decode after a pause's stretch; 0: off)")
+    parser.add_argument("--speculate-after-ms", type=int, default=None,
+                        help="vad.speculate_after_ms for this run (the silence before the speculative copy leaves)")
+    parser.add_argument("--no-end-probability", action="store_true",
+                        help="vad.turn_min_end_probability: null (the log-probability alone decides, as before)")
     parser.add_argument("--idle-s", type=float, default=60.0)
     parser.add_argument("--cpu-workers", type=int, default=1, help="transcribe.cpu.workers: the CPU pool's size")
     parser.add_argument("--cpu-threads", type=int, default=2, help="transcribe.cpu.cpu_threads of each worker")
@@ -203,13 +209,15 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="luxa-hesitation-"))
     rng = random.Random(12)
     hesitations = [with_hesitation(p, folder, rng) for p in prompts]
+    vad = {"endpoint": args.endpoint, **({} if not args.no_partials else {"partial_interval_ms": 0}),
+           **({} if args.speculate_after_ms is None else {"speculate_after_ms": args.speculate_after_ms}),
+           **({"turn_min_end_probability": None} if args.no_end_probability else {})}
     runs = []
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,
                "stretch_min_s": args.stretch_min_s, "cpu_workers": args.cpu_workers, "cpu_threads": args.cpu_threads,
-               "reference_p50_ms": reference_p50_ms(prompts),
-               **live_run(prompts, hesitations, args.endpoint, partials=not args.no_partials,
-                          stretch_min_s=args.stretch_min_s,
+               "vad": vad, "reference_p50_ms": reference_p50_ms(prompts),
+               **live_run(prompts, hesitations, vad, stretch_min_s=args.stretch_min_s,
                           cpu={"workers": args.cpu_workers, "cpu_threads": args.cpu_threads})}
         row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
         runs.append(row)

@@ -120,6 +120,7 @@ class TurnHint:
     reason: str                # sentence_end | no_sentence_end | ends_on_function_word | non_speech
     end_logprob: float = 0.0   # how sure the decoder was of the end (the VAD has the threshold)
     turn_probability: float = -1.0  # Smart Turn's P(turn complete) when asked (finished text only); -1 = not asked
+    end_probability: float = -1.0   # Whisper's P(the closing punctuation it wrote); -1 = not scored
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from pipeline.transcription.engine import Engine, NoModelError, Result
 from pipeline.transcription.faults import FaultInjector
 from pipeline.transcription.gpu import GpuUnavailableError, NoGpuError
 from pipeline.transcription.stretches import Stretches
-from pipeline.transcription.turn_model import SmartTurn, TurnModelMissing, verified
+from pipeline.transcription.turn_model import SideTurnModel, SmartTurn, TurnModelMissing, verified
 from pipeline.transport import PortSpec
 
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
@@ -66,8 +66,8 @@ class TranscribeStage(Stage):
         # The CPU fallback is the other worker's job: this process never loads a second chain.
         fault = FaultInjector(cfg.inject_fault, run_dir) if cfg.inject_fault else None
         self.engine = engine or Engine(worker_cfg, cfg, cache_dir, fault=fault)
-        self._cache_dir, self._threads = cache_dir, max(1, worker_cfg.cpu_threads)
-        self.turn_model: SmartTurn | None = None  # loaded in preload when cfg.turn_model names one
+        self._cache_dir = cache_dir
+        self.turn_model: SideTurnModel | None = None  # loaded in preload when cfg.turn_model names one
         self._turn_model_seconds = metrics.TURN_MODEL_SECONDS.labels(worker)
         self.exit_code = ExitCode.GPU_UNAVAILABLE if worker_cfg.device == "cuda" else ExitCode.TRANSIENT
         self.log = get_logger()
@@ -88,12 +88,13 @@ class TranscribeStage(Stage):
         self.log.info("worker_warm", models=models, load_and_warmup_s=round(time.perf_counter() - started, 3))
 
     def _load_turn_model(self) -> None:
-        """Smart Turn on the CPU, after the decode it follows; absent, the text alone decides."""
+        """Smart Turn on one CPU thread, beside the decode (pipeline/transcription/turn_model.py);
+        absent, the text alone decides."""
         if not self.cfg.turn_model:
             return
         try:
-            self.turn_model = SmartTurn(verified(self._cache_dir), threads=self._threads)
-            self.turn_model.probability(np.zeros(TURN_WARMUP_SAMPLES, dtype=np.float32))
+            self.turn_model = SideTurnModel(SmartTurn(verified(self._cache_dir), threads=1), self._turn_model_seconds)
+            self.turn_model.warm_up(TURN_WARMUP_SAMPLES)
         except TurnModelMissing as err:
             self.log.warning("turn_model_unavailable", model=self.cfg.turn_model, error=str(err))
 
@@ -154,14 +155,16 @@ class TranscribeStage(Stage):
         self._stretches.forget(frame.utt_id)
         return result, False
 
-    def _decode(self, frame: frames.Utterance, partial: bool = False, after_stretch: bool = False) -> Result:
-        """`after_stretch`: start after the stretch of this utterance already decoded at a pause, if any."""
+    def _decode(self, frame: frames.Utterance, partial: bool = False, after_stretch: bool = False,
+                score_end: bool = False) -> Result:
+        """`after_stretch`: start after the stretch of this utterance already decoded at a pause, if any;
+        `score_end`: measure how sure Whisper is of the sentence end it writes (the endpoint's signal)."""
         samples, language = self._samples(frame), frame.language or None
         base = self._stretches.before(frame.utt_id, samples.size) if after_stretch else None
         if base is None:
-            return self.engine.transcribe(samples, language=language, partial=partial)
+            return self.engine.transcribe(samples, language=language, partial=partial, score_end=score_end)
         metrics.SPECULATION.labels(self.name, "stretch_used").inc()
-        tail = self.engine.transcribe(samples[base.samples:], language=language, previous=base.text)
+        tail = self.engine.transcribe(samples[base.samples:], language=language, previous=base.text, score_end=score_end)
         return self._stretches.joined(base, tail)
 
     def _samples(self, frame: frames.Utterance) -> np.ndarray:
@@ -178,7 +181,9 @@ class TranscribeStage(Stage):
         if frame.utt_id in self._recent:
             return []
         try:
-            result = self._decode(frame, after_stretch=True)
+            # Smart Turn hears the audio while Whisper decodes it: the verdict waits for the slower one only.
+            turn_answer = self.turn_model.ask(self._samples(frame)) if self.turn_model is not None else None
+            result = self._decode(frame, after_stretch=True, score_end=True)
         except (AudioInputError, NoModelError):
             return []  # the final will be decoded (and its error handled) the usual way
         self._stretches.decoded(frame.utt_id, len(frame.pcm) // 4, result)
@@ -187,14 +192,12 @@ class TranscribeStage(Stage):
             self._speculated.popitem(last=False)
         metrics.SPECULATION.labels(self.name, "decoded").inc()
         verdict = judge_turn(result.text, result.language, result.is_speech)
-        turn_probability = -1.0
-        if self.turn_model is not None and verdict.reason == "sentence_end":
-            started = time.perf_counter()
-            turn_probability = self.turn_model.probability(self._samples(frame))
-            self._turn_model_seconds.observe(time.perf_counter() - started)
+        # An unfinished text closes nothing whatever the audio says: Smart Turn is read for finished ones only.
+        turn_probability = turn_answer.result() if turn_answer is not None and verdict.reason == "sentence_end" else -1.0
         return [(DISPATCH, frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
                                           complete=verdict.complete, reason=verdict.reason,
-                                          end_logprob=result.end_logprob, turn_probability=turn_probability))]
+                                          end_logprob=result.end_logprob, turn_probability=turn_probability,
+                                          end_probability=result.end_probability))]
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""
@@ -239,6 +242,8 @@ class TranscribeStage(Stage):
         return StageFailed(reason, self.exit_code)
 
     def close(self) -> None:
+        if self.turn_model is not None:
+            self.turn_model.close()
         self.engine.close()
 
 

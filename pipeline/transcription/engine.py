@@ -46,6 +46,7 @@ class Result:
     processing_time_s: float
     non_speech_reason: str | None = None
     end_logprob: float = 0.0  # average log-probability of the last segment: how sure the decoder was of the end
+    end_probability: float = -1.0  # P(its closing punctuation), when asked and the fast path wrote one; -1 = not scored
 
     @classmethod
     def nothing(cls, language: str, device: str, audio_duration_s: float, reason: str) -> Result:
@@ -183,12 +184,13 @@ class Engine:
         metrics.LAST_SUCCESS.labels(self.device).set(time.time())
 
     def transcribe(self, audio: np.ndarray, language: str | None = None, partial: bool = False,
-                   previous: str = "") -> Result:
+                   previous: str = "", score_end: bool = False) -> Result:
         """Answer with the first model of the chain that is allowed and does not fail.
 
         `partial`: interim text for an utterance still being spoken: greedy, one temperature,
         no timestamps; cheap, and superseded by the final anyway. `previous`: what was said just
         before this audio (the rest of the utterance, already decoded), as Whisper's prompt.
+        `score_end`: also score the sentence end of the text (`Result.end_probability`; fast path only).
         """
         language = language or self.cfg.language
         if audio.size < MIN_AUDIO_S * TARGET_RATE_HZ:
@@ -198,7 +200,7 @@ class Engine:
             if not loaded.breaker.allow():
                 continue
             try:
-                result = self._run(loaded, audio, language, partial, previous)
+                result = self._run(loaded, audio, language, partial, previous, score_end)
             except Exception as err:  # engine failure: count it, open the breaker, try the next model
                 self._on_failure(loaded, err)
                 continue
@@ -208,7 +210,8 @@ class Engine:
             return result
         raise NoModelError(f"every model of {[m.name for m in self.models]} failed or is cooling down")
 
-    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool, previous: str = "") -> Result:
+    def _run(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool, previous: str = "",
+             score_end: bool = False) -> Result:
         # Timed from the start: a fast-path attempt the guard refused is part of this request's cost.
         started = time.perf_counter()
         if self._fault is not None and not partial:
@@ -219,14 +222,15 @@ class Engine:
                 self._partial_preempted.clear()
                 cancelled = self._partial_preempted.is_set
             fast = loaded.fast.decode(audio, language, beam_size=1 if partial else self.cfg.fast_beam_size,
-                                      cancelled=cancelled, previous=previous)
+                                      cancelled=cancelled, previous=previous, score_end=score_end and not partial)
             if fast.rejected is not None:
                 metrics.FAST_PATH_REJECTED.labels(loaded.name, fast.rejected).inc()
             if fast.rejected is None or partial:  # a refused partial is dropped, never redone
                 signal = SegmentSignal(fast.text, fast.no_speech_prob, fast.avg_logprob)
                 duration_s = round(audio.size / TARGET_RATE_HZ, 2)
                 return self._finish(loaded, audio, language, partial, started, [signal],
-                                    [{"start_s": 0.0, "end_s": duration_s, "text": fast.text}], fast.rejected)
+                                    [{"start_s": 0.0, "end_s": duration_s, "text": fast.text}], fast.rejected,
+                                    fast.end_probability)
         options = PARTIAL_OPTIONS if partial else {"beam_size": self.cfg.beam_size}
         segments, _info = loaded.model.transcribe(
             audio, language=language, vad_filter=False, condition_on_previous_text=False, initial_prompt=previous or None,
@@ -242,7 +246,8 @@ class Engine:
         self._partial_preempted.set()
 
     def _finish(self, loaded: LoadedModel, audio: np.ndarray, language: str, partial: bool, started: float,
-                signals: list[SegmentSignal], kept: list[dict], rejected: str | None = None) -> Result:
+                signals: list[SegmentSignal], kept: list[dict], rejected: str | None = None,
+                end_probability: float = -1.0) -> Result:
         """Speech or not, metrics, and the Result; shared by the fast and the standard path."""
         elapsed = time.perf_counter() - started
         reason = rejected or non_speech_reason(signals, language, self.cfg.no_speech_threshold,
@@ -255,7 +260,7 @@ class Engine:
             text="" if reason else " ".join(k["text"].strip() for k in kept).strip(),
             segments=[] if reason else kept, language=language, model_used=loaded.name, device=self.device,
             audio_duration_s=audio.size / TARGET_RATE_HZ, processing_time_s=elapsed, non_speech_reason=reason,
-            end_logprob=signals[-1].avg_logprob if signals else 0.0)
+            end_logprob=signals[-1].avg_logprob if signals else 0.0, end_probability=end_probability)
 
     def _on_failure(self, loaded: LoadedModel, err: Exception) -> None:
         kind = "cuda" if gpu.is_cuda_error(err) else "inference"  # closed set (metrics.ERROR_KINDS)

@@ -33,6 +33,7 @@ class FastResult:
     avg_logprob: float
     no_speech_prob: float
     rejected: str | None  # why the guard refused it, None when it is good
+    end_probability: float = -1.0  # P(the closing . ! ? | audio, text before it); -1 = not scored
 
 
 def window_s(audio_s: float) -> int:
@@ -52,9 +53,10 @@ class FastDecoder:
         self._suppressed = lambda tok: get_suppressed_tokens(tok, [-1])
 
     def decode(self, audio: np.ndarray, language: str, beam_size: int = 1,
-               cancelled: Callable[[], bool] | None = None, previous: str = "") -> FastResult:
+               cancelled: Callable[[], bool] | None = None, previous: str = "", score_end: bool = False) -> FastResult:
         """`cancelled` is asked between encoding and decoding (CTranslate2 cannot stop a decode);
-        `previous`: the text said just before this audio (Whisper's previous-text prompt)."""
+        `previous`: the text said just before this audio (Whisper's previous-text prompt);
+        `score_end`: also score the sentence end it wrote (`end_probability`, the endpoint's signal)."""
         audio_s = audio.size / RATE_HZ
         if audio_s + PAD_S > BUCKETS_S[-1]:
             return FastResult("", 0.0, 0.0, "too_long")
@@ -74,7 +76,19 @@ class FastDecoder:
         text = tok.decode(text_ids).strip()
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if ids else 0.0
         stopped = len(ids) < max_new  # by end-of-text, not by the length cap
-        return FastResult(text, avg_logprob, result.no_speech_prob, _reject_reason(text, closed, avg_logprob, stopped))
+        rejected = _reject_reason(text, closed, avg_logprob, stopped)
+        end_probability = (self._end_probability(encoded, prompt, text_ids, window_s(audio_s))
+                           if score_end and rejected is None and text.endswith(SENTENCE_ENDS) else -1.0)
+        return FastResult(text, avg_logprob, result.no_speech_prob, rejected, end_probability)
+
+    def _end_probability(self, encoded, prompt: list[int], text_ids: list[int], seconds: int) -> float:
+        """How likely Whisper finds the closing punctuation it wrote, the text before it given: one
+        teacher-forced pass on the encoder output already here (~30 ms on two cores; beam search
+        returns no per-step probabilities). Whisper writes a full stop at many mid-sentence pauses,
+        but with less conviction than at a real end (README, "When is the turn over?")."""
+        aligned = self._model.model.align(encoded, prompt, [text_ids], seconds * FRAMES_PER_S, median_filter_width=7)
+        probabilities = aligned[0].text_token_probs
+        return float(probabilities[-1]) if probabilities else -1.0
 
     def _features(self, audio: np.ndarray, seconds: int) -> np.ndarray:
         padded = np.zeros(seconds * RATE_HZ, dtype=np.float32)

@@ -17,10 +17,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from prometheus_client import Histogram
 
 from pipeline.logs import get_logger
 
@@ -104,6 +107,33 @@ class SmartTurn:
     def probability(self, audio: np.ndarray) -> float:
         outputs = self._session.run(None, {"input_features": self.features(audio)[None]})
         return float(np.asarray(outputs[0]).reshape(-1)[0])
+
+
+class SideTurnModel:
+    """Smart Turn on a thread of its own: `ask(audio)` returns at once, so the model hears the turn
+    while Whisper decodes it, and the verdict waits for the slower of the two, not for both in a
+    row (two cores: the decode took 354 ms instead of 344, Smart Turn alone 54 ms on one thread)."""
+
+    def __init__(self, model: SmartTurn, seconds: Histogram) -> None:
+        self._model, self._seconds = model, seconds  # `seconds`: stt_turn_model_seconds, this worker's child
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+
+    def warm_up(self, samples: int) -> None:
+        self.ask(np.zeros(samples, dtype=np.float32)).result()
+
+    def ask(self, audio: np.ndarray) -> Future:
+        """A future of P(turn complete) for this audio."""
+        return self._thread.submit(self._timed, audio)
+
+    def _timed(self, audio: np.ndarray) -> float:
+        started = time.perf_counter()
+        try:
+            return self._model.probability(audio)
+        finally:
+            self._seconds.observe(time.perf_counter() - started)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,3 +37,15 @@ def test_a_preempted_partial_stops_after_encoding(engines):
     fast = engines[True].models[0].fast
     assert fast.decode(audio, "fr", beam_size=1, cancelled=lambda: True).rejected == "preempted"
     assert fast.decode(audio, "fr", beam_size=1, cancelled=lambda: False).text
+
+
+def test_the_full_stop_whisper_writes_is_scored_only_when_asked(engines):
+    """A whole French sentence: Whisper gives the full stop it wrote a high probability (the endpoint's
+    `end_probability`); nobody else pays for that pass."""
+    audio = load_audio(RECORDINGS[0], 60)
+    whole = engines[True].transcribe(audio, score_end=True)
+    assert whole.text.endswith((".", "!", "?", "…")) and 0.5 <= whole.end_probability <= 1.0, whole
+    assert engines[True].transcribe(audio).end_probability == -1.0  # not asked: no extra pass
+    assert engines[False].transcribe(audio, score_end=True).end_probability == -1.0  # the standard path has none
+    partial = engines[True].transcribe(audio, partial=True, score_end=True)
+    assert partial.end_probability == -1.0  # interim text never pays for it

@@ -189,7 +189,7 @@ class BlockingFastDecoder:
     def __init__(self) -> None:
         self.started, self.finished = threading.Event(), threading.Event()
 
-    def decode(self, audio, language, beam_size=1, cancelled=None, previous="") -> FastResult:
+    def decode(self, audio, language, beam_size=1, cancelled=None, previous="", score_end=False) -> FastResult:
         self.started.set()
         while not cancelled():
             if self.finished.wait(0.005):  # the test's own bound, in case preempt never comes
