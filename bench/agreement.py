@@ -19,6 +19,11 @@ after the voice stops, short window, beam 5), per prompt, in the same run:
    the pause ends SETTLE_S before the voice does (its decode is done while the person speaks); each
    stretch decoded at beam 5 with the text before it as the previous-text prompt, and at the end
    only the audio after the last cut.
+4. `live cuts`: the cuts the pipeline makes (transcribe.stretch_min_s: 3): where its speculative
+   copy leaves, LIVE_COPY_S into a pause of Silero's, once 3 s of new audio lie behind the last cut
+   and at least MIN_TAIL_S before the voice ends; the rest decoded `from the cut` (as shipped before)
+   or `from the pause's start` (as shipped now: the overlap is silence, and Whisper hears the pause
+   before the next word).
 
 Prints the decode time at the end of speech (p50/p95) and the WER of each, for all prompts and
 for those of LONG_S or more.
@@ -45,12 +50,14 @@ from pipeline.silero import WINDOW_SAMPLES, SileroVad
 from pipeline.transcription.engine import whisper_factory
 from pipeline.transcription.fastpath import TOKENS_PER_S, FastDecoder, _cut_at_audio_end, window_s
 from pipeline.transcription.models import resolve_model
+from pipeline.transcription.stretches import MIN_TAIL_S
 
 RATE = 16000
 PARTIAL_FIRST_S, PARTIAL_EVERY_S = 0.6, 0.4
 AFTER_VOICE_S = 0.15  # what the VAD's speculative copy holds after the voice stops
 FORCED_SHARE = 0.7
 PAUSE_MIN_S, SEGMENT_MIN_S, SETTLE_S, LONG_S = 0.2, 3.0, 1.0, 8.0
+LIVE_COPY_S = 0.12  # vad.speculate_after_ms: where a live stretch is cut, into its pause
 
 
 class Decoder:
@@ -94,30 +101,49 @@ def agreed_prefix(partials: list[list[dict]]) -> list[dict]:
     return committed
 
 
-def pause_cuts(audio: np.ndarray, voice_end_s: float, vad: SileroVad) -> list[float]:
-    """Mid-points (s) of the internal pauses a pipeline could commit at while the person speaks."""
+def quiet_runs(audio: np.ndarray, vad: SileroVad) -> list[tuple[float, float]]:
+    """(start, end) in s of every run of windows Silero scores below 0.35."""
     window = WINDOW_SAMPLES[RATE]
     quiet = [vad(audio[i:i + window], RATE) < 0.35 for i in range(0, audio.size - window + 1, window)]
-    cuts, run_start, last_cut = [], None, 0.0
+    vad.reset()
+    runs, run_start = [], None
     for index, is_quiet in enumerate([*quiet, False]):
         if is_quiet and run_start is None:
             run_start = index
         elif not is_quiet and run_start is not None:
-            start_s, end_s = run_start * window / RATE, index * window / RATE
-            middle = (start_s + end_s) / 2
-            if (end_s - start_s >= PAUSE_MIN_S and middle - last_cut >= SEGMENT_MIN_S
-                    and end_s <= voice_end_s - SETTLE_S):
-                cuts.append(middle)
-                last_cut = middle
+            runs.append((run_start * window / RATE, index * window / RATE))
             run_start = None
-    vad.reset()
+    return runs
+
+
+def pause_cuts(audio: np.ndarray, voice_end_s: float, vad: SileroVad) -> list[tuple[int, int]]:
+    """Mid-points of the internal pauses a pipeline could commit at while the person speaks, as
+    (where a stretch ends, where the next begins) in samples."""
+    cuts, last_cut = [], 0.0
+    for start_s, end_s in quiet_runs(audio, vad):
+        middle = (start_s + end_s) / 2
+        if end_s - start_s >= PAUSE_MIN_S and middle - last_cut >= SEGMENT_MIN_S and end_s <= voice_end_s - SETTLE_S:
+            cuts.append((int(middle * RATE), int(middle * RATE)))
+            last_cut = middle
     return cuts
 
 
-def decode_in_stretches(dec: Decoder, utterance: np.ndarray, cuts: list[float]) -> tuple[str, float]:
+def live_cuts(audio: np.ndarray, voice_end_s: float, vad: SileroVad, from_pause_start: bool) -> list[tuple[int, int]]:
+    """The pipeline's stretches (pipeline/transcription/stretches.py): cut where the copy leaves,
+    LIVE_COPY_S into a pause; the next stretch begins there, or where the pause began."""
+    cuts, last_cut = [], 0.0
+    for start_s, end_s in quiet_runs(audio, vad):
+        cut_s = start_s + LIVE_COPY_S
+        if end_s - start_s >= LIVE_COPY_S and cut_s - last_cut >= SEGMENT_MIN_S and voice_end_s - cut_s >= MIN_TAIL_S:
+            cuts.append((int(cut_s * RATE), int((start_s if from_pause_start else cut_s) * RATE)))
+            last_cut = cut_s
+    return cuts
+
+
+def decode_in_stretches(dec: Decoder, utterance: np.ndarray, cuts: list[tuple[int, int]]) -> tuple[str, float]:
     """The text of every stretch, each prompted with the text before it; and the last stretch's time."""
-    text, bounds = "", [0, *(int(c * RATE) for c in cuts), utterance.size]
-    for start, end in itertools.pairwise(bounds):
+    text, bounds = "", [(0, 0), *cuts, (utterance.size, utterance.size)]
+    for (_, start), (end, _) in itertools.pairwise(bounds):
         started = time.perf_counter()
         text = (text + " " + dec.decode(utterance[start:end], 5, previous=text)[0]).strip()
         last_s = time.perf_counter() - started
@@ -146,8 +172,12 @@ def one_prompt(dec: Decoder, audio: np.ndarray, voice_end_s: float, vad: SileroV
         agreed = whole
     tail_s = time.perf_counter() - started if committed else whole_s
     cut, cut_tail_s = decode_in_stretches(dec, utterance, pause_cuts(utterance, voice_end_s, vad))
+    live = {}
+    for name, from_pause_start in (("live_from_cut", False), ("live_from_pause", True)):
+        cuts = live_cuts(utterance, voice_end_s, vad, from_pause_start)
+        live[name], live[f"{name}_s"] = decode_in_stretches(dec, utterance, cuts)
     return {"whole": whole, "agreed": agreed, "cut": cut, "whole_s": whole_s, "forced_s": forced_s,
-            "tail_s": tail_s, "cut_tail_s": cut_tail_s, "long": voice_end_s >= LONG_S}
+            "tail_s": tail_s, "cut_tail_s": cut_tail_s, "long": voice_end_s >= LONG_S, **live}
 
 
 def main() -> None:
@@ -181,7 +211,9 @@ def summary(rows: list) -> dict:
             "whole utterance (shipped)": {**ms("whole_s"), "wer": wer("whole")},
             "forced prefix (70 % of its own answer)": ms("forced_s"),
             "agreed + tail": {**ms("tail_s"), "wer": wer("agreed")},
-            "pause cuts + tail": {**ms("cut_tail_s"), "wer": wer("cut")}}
+            "pause cuts + tail": {**ms("cut_tail_s"), "wer": wer("cut")},
+            "live cuts, rest from the cut": {**ms("live_from_cut_s"), "wer": wer("live_from_cut")},
+            "live cuts, rest from the pause's start": {**ms("live_from_pause_s"), "wer": wer("live_from_pause")}}
 
 
 if __name__ == "__main__":

@@ -6,13 +6,16 @@ For each prompt, two moments the VAD asks "is the turn over?" (`--after-ms` of s
 voice, as its speculative copy holds): at the real end of the prompt, and at a hesitation (the
 prompt cut where bench.turns inserts its pause, silence after it). For each moment:
 - the text verdict of the shipped speculative decode (pipeline/endpointing.py): `sure` (a finished
-  sentence the decoder was sure of: by its average log-probability, or by the probability Whisper
-  gave the closing punctuation), `unsure`, `unfinished`; and the same verdict by the log-probability
-  alone (`logprob_tier`, the rule before `vad.turn_min_end_probability`);
-- Smart Turn v3.2's probability that the turn is complete (pipeline/transcription/turn_model.py).
-Prints the joint counts, each signal's cost, and for each candidate rule (the silence it waits
-before closing) how many hesitations it would split (pauses of 500-700 ms, as bench.turns plays
-them) and how long the real ends wait.
+  sentence the decoder was sure of), `unsure`, `unfinished`;
+- Smart Turn v3.2's probability that the turn is complete (pipeline/transcription/turn_model.py);
+- `end_probability`: the probability Whisper gives the full stop it wrote, the text before it
+  given (FastDecoder `score_end`), a candidate signal measured with `--end-probability P`, which
+  adds the rule "an unsure text whose full stop scored at least P counts as sure" (the decode
+  times then include that ~30 ms pass).
+Prints the joint counts, each signal's cost (the decode, Smart Turn after it, and both as the
+worker runs them: Smart Turn on one thread beside the decode), and for each candidate rule (the
+silence it waits before closing) how many hesitations it would split (pauses of 500-700 ms, as
+bench.turns plays them) and how long the real ends wait.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ import statistics
 import time
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
 
 from bench.corpus import ensure_installed, load_prompts
 from bench.run import pick
 from bench.turns import RATE, hesitation_cut
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig
-from pipeline.endpointing import EndSignals, TurnVerdict, judge_turn, weigh
+from pipeline.endpointing import TurnVerdict, judge_turn, weigh
 from pipeline.harness.speech import SPEECH_LEVEL
 from pipeline.transcription.engine import Engine
-from pipeline.transcription.turn_model import SmartTurn, verified
+from pipeline.transcription.turn_model import SideTurnModel, SmartTurn, verified
 
 PRE_ROLL_S = 0.5
 PAUSE_MS = (500, 700)  # the hesitations bench.turns inserts
@@ -82,15 +86,36 @@ def rule_turn_model(t: str, p: float, hold_ms: int) -> int:
     return 0 if p >= 0.5 else 1000
 
 
-RULES = {"text (shipped)": rule_text, "text, unsure held": rule_text_hold_unsure,
-         "text and Smart Turn": rule_both, "Smart Turn alone": rule_turn_model}
+def rule_shipped(t: str, p: float, hold_ms: int) -> int:
+    """pipeline/endpointing.py: at once only when the text is finished and sure and Smart Turn agrees;
+    any other finished text holds, an unfinished one waits for the bound."""
+    if t == "sure":
+        return 0 if p >= 0.5 else hold_ms
+    return hold_ms if t == "unsure" else 1000
 
 
-def evaluate(rows: list[dict], hold_ms: int, tier_key: str = "tier") -> dict:
+RULES = {"text, unsure 400 ms (shipped before)": rule_text, "text, unsure held": rule_text_hold_unsure,
+         "text and Smart Turn, unsure 400 ms": rule_both, "Smart Turn alone": rule_turn_model,
+         "text and Smart Turn, unsure held (shipped)": rule_shipped}
+
+
+def rescued(moment: dict, min_end_probability: float | None) -> str:
+    """The tier, an unsure text counted as sure when Whisper gave its full stop >= min_end_probability."""
+    if moment["tier"] == "unsure" and min_end_probability is not None \
+            and moment["end_probability"] >= min_end_probability:
+        return "sure"
+    return moment["tier"]
+
+
+def evaluate(rows: list[dict], hold_ms: int, min_end_probability: float | None = None) -> dict:
+    variants = [(name, rule, None) for name, rule in RULES.items()]
+    if min_end_probability is not None:
+        variants.append((f"shipped, and a full stop scored >= {min_end_probability} is sure", rule_shipped,
+                         min_end_probability))
     out = {}
-    for name, rule in RULES.items():
-        ends = [rule(r["end"][tier_key], r["end"]["p"], hold_ms) for r in rows]
-        cuts = [rule(r["cut"][tier_key], r["cut"]["p"], hold_ms) for r in rows]
+    for name, rule, threshold in variants:
+        ends = [rule(rescued(r["end"], threshold), r["end"]["p"], hold_ms) for r in rows]
+        cuts = [rule(rescued(r["cut"], threshold), r["cut"]["p"], hold_ms) for r in rows]
         out[name] = {"hesitations_split_pct": round(100 * statistics.mean(split_share(w) for w in cuts), 1),
                      "ends_at_verdict_pct": round(100 * statistics.mean(w == 0 for w in ends), 1),
                      "ends_wait_p50_ms": statistics.median(ends), "ends_wait_p95_ms": float(np.percentile(ends, 95))}
@@ -103,6 +128,8 @@ def main() -> None:
     parser.add_argument("--max-s", type=float, default=20.0)
     parser.add_argument("--after-ms", type=int, default=150, help="silence after the voice in each moment")
     parser.add_argument("--hold-ms", type=int, default=750, help="the doubtful case's wait in the candidate rules")
+    parser.add_argument("--end-probability", type=float, default=None,
+                        help="also evaluate: an unsure text whose full stop Whisper scored at least this counts as sure")
     args = parser.parse_args()
     ensure_installed("fr")
     cfg = PipelineConfig()
@@ -112,34 +139,35 @@ def main() -> None:
     engine.warm_up()
     turn_model = SmartTurn(verified(cfg.models_cache_dir()))
     turn_model.probability(np.zeros(RATE, dtype=np.float32))
-    rows, decode_ms, turn_ms = [], [], []
+    side = SideTurnModel(turn_model, Histogram("bench_turn_model_seconds", "Smart Turn", registry=CollectorRegistry()))
+    rows, decode_ms, turn_ms, both_ms = [], [], [], []
     for prompt in prompts:
         row = {"prompt": prompt.name}
         for moment, audio in moments(load_audio(prompt.path, 600), args.after_ms / 1000).items():
             started = time.perf_counter()
-            result = engine.transcribe(audio, score_end=True)
+            result = engine.transcribe(audio, score_end=args.end_probability is not None)
             decode_ms.append((time.perf_counter() - started) * 1000)
-            text_verdict = judge_turn(result.text, result.language, result.is_speech)
-            signals = EndSignals.from_hint(result.end_logprob, result.end_probability, -1.0)
-            logprob_only = cfg.vad.model_copy(update={"turn_min_end_probability": None})
+            verdict = weigh(judge_turn(result.text, result.language, result.is_speech), result.end_logprob,
+                                  cfg.vad.turn_min_logprob)
             started = time.perf_counter()
             p = turn_model.probability(audio)
             turn_ms.append((time.perf_counter() - started) * 1000)
-            row[moment] = {"tier": tier(weigh(text_verdict, signals, cfg.vad)),
-                           "logprob_tier": tier(weigh(text_verdict, signals, logprob_only)), "p": round(p, 3),
-                           "end_logprob": round(result.end_logprob, 3), "end_probability": signals.end_probability,
-                           "text": result.text}
+            started = time.perf_counter()  # the worker's way: Smart Turn on its thread beside the decode
+            answer = side.ask(audio)
+            engine.transcribe(audio, score_end=args.end_probability is not None)
+            answer.result()
+            both_ms.append((time.perf_counter() - started) * 1000)
+            row[moment] = {"tier": tier(verdict), "p": round(p, 3), "end_logprob": round(result.end_logprob, 3),
+                           "end_probability": round(result.end_probability, 3), "text": result.text}
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
-    def joint(key: str) -> dict:
-        return {m: {f"{t} / p{'>=' if hi else '<'}0.5": sum(r[m][key] == t and (r[m]["p"] >= 0.5) == hi for r in rows)
-                    for t in ("sure", "unsure", "unfinished") for hi in (True, False)} for m in ("end", "cut")}
+    joint = {m: {f"{t} / p{'>=' if hi else '<'}0.5": sum(r[m]["tier"] == t and (r[m]["p"] >= 0.5) == hi for r in rows)
+                 for t in ("sure", "unsure", "unfinished") for hi in (True, False)} for m in ("end", "cut")}
     print(json.dumps({"prompts": len(rows), "after_ms": args.after_ms, "hold_ms": args.hold_ms,
                       "decode_p50_ms": round(statistics.median(decode_ms)),
-                      "smart_turn_p50_ms": round(statistics.median(turn_ms)), "joint": joint("tier"),
-                      "joint_logprob_only": joint("logprob_tier"), "rules": evaluate(rows, args.hold_ms),
-                      "rules_logprob_only": evaluate(rows, args.hold_ms, "logprob_tier")},
-                     ensure_ascii=False, indent=1))
+                      "smart_turn_p50_ms": round(statistics.median(turn_ms)),
+                      "decode_with_smart_turn_beside_p50_ms": round(statistics.median(both_ms)), "joint": joint,
+                      "rules": evaluate(rows, args.hold_ms, args.end_probability)}, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ to measure what the partials' decodes cost the final on two cores; `--stretch-mi
 after the stretch already decoded at a pause (transcribe.stretch_min_s, off by default), to measure it;
 `--cpu-workers 2 --cpu-threads 1` runs a pool of two one-thread workers (partials, copies and
 finals then no longer wait for one another's decode on one worker); `--speculate-after-ms` sets that
-`vad` field for the run, and `--no-end-probability` measures the rule before Whisper's probability
-of its full stop was a signal (vad.turn_min_end_probability: null).
+`vad` field for the run (the silence before the speculative copy leaves).
 `long_p95_ms`: the p95 over the turns whose voice lasts LONG_S or more.
 """
 
@@ -101,6 +100,8 @@ def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) 
     endpoint     the silence the VAD waited before closing (speculation, verdict, rule)
     decode       what the worker still decoded after the close (0 when the speculative answer stood)
     ipc_publish  the rest: VAD -> worker -> sink -> subscriber
+    and, within the endpoint, `verdict`: the silence heard when the worker's last verdict on this turn
+    came back (the copy's wait, its decode and Smart Turn); absent when no verdict came in time.
     """
     closed = pipeline.find("utterance_closed", utt_id=final.utt_id)
     done = pipeline.find("utterance_transcribed", utt_id=final.utt_id)
@@ -110,8 +111,9 @@ def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) 
     total_ms = (received - voice_end) * 1000
     close_ms = (final.t_closed_wall_s - voice_end) * 1000
     decode_ms = 0.0 if done[-1].get("speculated") else final.processing_time_s * 1000
+    judged = pipeline.find("turn_judged", utt_id=final.utt_id)
     return {"audio_path": close_ms - endpoint_ms, "endpoint": endpoint_ms, "decode": decode_ms,
-            "ipc_publish": total_ms - close_ms - decode_ms}
+            "ipc_publish": total_ms - close_ms - decode_ms, **({"verdict": judged[-1]["silence_ms"]} if judged else {})}
 
 
 def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s: float) -> tuple[float, list, dict]:
@@ -149,7 +151,13 @@ def play_set(pulse, pipeline, items: list[tuple[Path, str]], settle_s: float) ->
     return {"p50_ms": round(statistics.median(ms)), "p95_ms": round(float(np.percentile(ms, 95))),
             "max_ms": round(ms[-1]), "wer_pct": round(corpus_wer(pairs), 1), "turns_split": split, "turns": len(ms),
             "long_turns": len(long), "long_p95_ms": round(float(np.percentile(long, 95))) if long else 0,
-            **{f"{part}_p50_ms": round(statistics.median(b[part] for b in budgets)) for part in BUDGET if budgets}}
+            **{f"{part}_p50_ms": round(statistics.median(b[part] for b in budgets)) for part in BUDGET if budgets},
+            **_verdict_p50(budgets)}
+
+
+def _verdict_p50(budgets: list[dict]) -> dict:
+    verdicts = [b["verdict"] for b in budgets if "verdict" in b]
+    return {"verdict_p50_ms": round(statistics.median(verdicts)), "verdicts": len(verdicts)} if verdicts else {}
 
 
 def live_run(prompts: list[Prompt], hesitations: list[Path], vad: dict, stretch_min_s: float | None = None,
@@ -181,7 +189,8 @@ def medians(runs: list[dict]) -> dict:
     out = {"reference_p50_ms": statistics.median(r["reference_p50_ms"] for r in runs),
            "idle_cpu_percent": statistics.median(r["idle_cpu_percent"] for r in runs)}
     for name in ("prompts", "hesitation"):
-        out[name] = {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]}
+        out[name] = {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]
+                     if all(k in r[name] for r in runs)}
     return out
 
 
@@ -197,8 +206,6 @@ def main() -> None:
                         help="transcribe.stretch_min_s for this run (3: decode after a pause's stretch; 0: off)")
     parser.add_argument("--speculate-after-ms", type=int, default=None,
                         help="vad.speculate_after_ms for this run (the silence before the speculative copy leaves)")
-    parser.add_argument("--no-end-probability", action="store_true",
-                        help="vad.turn_min_end_probability: null (the log-probability alone decides, as before)")
     parser.add_argument("--idle-s", type=float, default=60.0)
     parser.add_argument("--cpu-workers", type=int, default=1, help="transcribe.cpu.workers: the CPU pool's size")
     parser.add_argument("--cpu-threads", type=int, default=2, help="transcribe.cpu.cpu_threads of each worker")
@@ -210,8 +217,7 @@ def main() -> None:
     rng = random.Random(12)
     hesitations = [with_hesitation(p, folder, rng) for p in prompts]
     vad = {"endpoint": args.endpoint, **({} if not args.no_partials else {"partial_interval_ms": 0}),
-           **({} if args.speculate_after_ms is None else {"speculate_after_ms": args.speculate_after_ms}),
-           **({"turn_min_end_probability": None} if args.no_end_probability else {})}
+           **({} if args.speculate_after_ms is None else {"speculate_after_ms": args.speculate_after_ms})}
     runs = []
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,

@@ -121,11 +121,6 @@ class VadConfig(_Strict):
     """A finished sentence closes the turn at once only if the decoder was at least this sure of its
     end (average log-probability of the last segment); a less sure one waits hold_silence_ms.
     Lower = faster, more early closes at a pause (`python -m bench.endpoint_study`)."""
-    turn_min_end_probability: float | None = Field(0.9, ge=0, le=1)
-    """... or if Whisper gave the full stop (? ! …) it wrote at least this probability, the text before
-    it given (one teacher-forced pass, ~30 ms). Offline, 40 Debian prompts: of the real ends the
-    log-probability called unsure, 7 of 14 scored >= 0.9, of such mid-sentence cuts 0 of 13
-    (README, "When is the turn over?"). null = the log-probability alone decides."""
     turn_model_min_probability: float = Field(0.5, ge=0, le=1)
     """... and only if Smart Turn (`transcribe.turn_model`) gives the turn at least this probability of
     being complete. Offline, 40 Debian prompts: of 8 mid-sentence cuts whose text was finished and

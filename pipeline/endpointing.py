@@ -1,9 +1,9 @@
 """When a turn is over: what the speculative decode says of the text, and how long to wait.
 
-Pure: the worker judges the text it decoded during the first ~120 ms of silence (`judge_turn`),
-measures how sure Whisper was of the sentence end it wrote, and asks Smart Turn v3.2 (an audio
-end-of-turn model, run beside the decode); the VAD weighs these (`weigh`) and turns the verdict
-into how much more silence closes the utterance (`close_after_ms`):
+Pure: the worker judges the text it decoded during the first ~120 ms of silence (`judge_turn`)
+and, when that text ends a sentence, asks Smart Turn v3.2 (an audio end-of-turn model) too; the
+VAD weighs both (`weigh`) and turns the verdict into how much more silence closes the utterance
+(`close_after_ms`):
 
     finished sentence, decoder sure, Smart Turn agrees -> close now (the final is already decoded)
     finished sentence, decoder unsure or Smart Turn not -> vad.hold_silence_ms (longer than a hesitation)
@@ -13,10 +13,8 @@ into how much more silence closes the utterance (`close_after_ms`):
 
 A text is finished when it ends a sentence (. ! ? …) on a word a French (or English) sentence
 can end on; the decoder was sure when the last segment's average log-probability is at least
-vad.turn_min_logprob, or when Whisper gave the closing punctuation itself at least
-vad.turn_min_end_probability. Whisper punctuates what it hears, and writes a full stop at many
-mid-sentence pauses too, but with less conviction; a pause after « le », « de », « et » ... is the
-common hesitation.
+vad.turn_min_logprob. Whisper punctuates what it hears, and writes a full stop at many
+mid-sentence pauses too; a pause after « le », « de », « et » ... is the common hesitation.
 Why both signals (`python -m bench.endpoint_study`, 40 Debian prompts, offline): of 40
 mid-sentence cuts the text was finished and sure for 8, and Smart Turn agreed for 1 of them; of
 40 real ends, 24 were finished and sure, and Smart Turn agreed for 20.
@@ -26,10 +24,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pipeline.config import VadConfig
 
 SENTENCE_END = re.compile(r"[.!?…]+[\"»)\s]*$")
 # Words a sentence does not end on: articles, prepositions, conjunctions, clitic pronouns.
@@ -66,31 +60,15 @@ def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
     return TurnVerdict(True, "sentence_end")
 
 
-@dataclass(frozen=True)
-class EndSignals:
-    """What the worker measured of the end of its speculative text; None = not measured."""
-    end_logprob: float                     # average log-probability of the last segment
-    end_probability: float | None = None   # Whisper's P(the closing punctuation | audio, text before it)
-    turn_probability: float | None = None  # Smart Turn's P(turn complete)
-
-    @classmethod
-    def from_hint(cls, end_logprob: float, end_probability: float, turn_probability: float) -> EndSignals:
-        """From a turn hint's fields, where -1 says "not measured"."""
-        def measured(value: float) -> float | None:
-            return round(value, 3) if value >= 0 else None
-        return cls(end_logprob, measured(end_probability), measured(turn_probability))
-
-
-def weigh(verdict: TurnVerdict, signals: EndSignals, cfg: VadConfig) -> TurnVerdict:
-    """A finished-looking text closes the turn at once only if the decoder was sure of its end
-    (either measure) and the turn model (when it answered) hears a finished turn too."""
+def weigh(verdict: TurnVerdict, end_logprob: float, min_logprob: float,
+          turn_probability: float | None = None, min_turn_probability: float = 0.5) -> TurnVerdict:
+    """A finished-looking text closes the turn at once only if the decoder was sure of its end and
+    the turn model (when it was asked: `turn_probability` not None) hears a finished turn too."""
     if not verdict.complete or verdict.reason == "non_speech":
         return verdict
-    sure_of_punctuation = (cfg.turn_min_end_probability is not None and signals.end_probability is not None
-                           and signals.end_probability >= cfg.turn_min_end_probability)
-    if signals.end_logprob < cfg.turn_min_logprob and not sure_of_punctuation:
+    if end_logprob < min_logprob:
         return TurnVerdict(True, "unsure")
-    if signals.turn_probability is not None and signals.turn_probability < cfg.turn_model_min_probability:
+    if turn_probability is not None and turn_probability < min_turn_probability:
         return TurnVerdict(True, "turn_model_doubts")
     return verdict
 

@@ -70,6 +70,7 @@ class Utterance:
     is_partial: bool = False   # the utterance so far, still open: decode fast, never retry
     speculative: bool = False  # speech just paused: decode as a final, keep the answer, publish nothing
     speculated_samples: int = 0  # on a final: only silence followed the speculative copy of this length
+    pause_samples: int = 0     # on a speculative copy: how much of its end the VAD heard as silence (0 = unknown)
     end_seq: int = 0           # the capture chunk it ends in: a restarted VAD replays from after it
     language: str = ""         # a front door's request (Wyoming's `transcribe`); "" = transcribe.language
     source: str = ""           # who said it: `mic`, `file`, `wyoming:<client address>`, `openai:<client address>`
@@ -120,7 +121,6 @@ class TurnHint:
     reason: str                # sentence_end | no_sentence_end | ends_on_function_word | non_speech
     end_logprob: float = 0.0   # how sure the decoder was of the end (the VAD has the threshold)
     turn_probability: float = -1.0  # Smart Turn's P(turn complete) when asked (finished text only); -1 = not asked
-    end_probability: float = -1.0   # Whisper's P(the closing punctuation it wrote); -1 = not scored
 
 
 @dataclass(frozen=True, slots=True)

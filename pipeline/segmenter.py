@@ -55,6 +55,10 @@ class Segmenter:
     def trailing_silence_ms(self) -> float:
         return self._silence_samples * 1000 / self.rate
 
+    @property
+    def trailing_silence_samples(self) -> int:
+        return self._silence_samples
+
     def open_audio(self) -> np.ndarray:
         """The open utterance so far (for interim transcripts)."""
         return np.concatenate(self._open) if self._open else np.zeros(0, dtype=np.float32)

@@ -155,16 +155,14 @@ class TranscribeStage(Stage):
         self._stretches.forget(frame.utt_id)
         return result, False
 
-    def _decode(self, frame: frames.Utterance, partial: bool = False, after_stretch: bool = False,
-                score_end: bool = False) -> Result:
-        """`after_stretch`: start after the stretch of this utterance already decoded at a pause, if any;
-        `score_end`: measure how sure Whisper is of the sentence end it writes (the endpoint's signal)."""
+    def _decode(self, frame: frames.Utterance, partial: bool = False, after_stretch: bool = False) -> Result:
+        """`after_stretch`: start after the stretch of this utterance already decoded at a pause, if any."""
         samples, language = self._samples(frame), frame.language or None
         base = self._stretches.before(frame.utt_id, samples.size) if after_stretch else None
         if base is None:
-            return self.engine.transcribe(samples, language=language, partial=partial, score_end=score_end)
+            return self.engine.transcribe(samples, language=language, partial=partial)
         metrics.SPECULATION.labels(self.name, "stretch_used").inc()
-        tail = self.engine.transcribe(samples[base.samples:], language=language, previous=base.text, score_end=score_end)
+        tail = self.engine.transcribe(samples[base.tail_start:], language=language, previous=base.text)
         return self._stretches.joined(base, tail)
 
     def _samples(self, frame: frames.Utterance) -> np.ndarray:
@@ -183,10 +181,10 @@ class TranscribeStage(Stage):
         try:
             # Smart Turn hears the audio while Whisper decodes it: the verdict waits for the slower one only.
             turn_answer = self.turn_model.ask(self._samples(frame)) if self.turn_model is not None else None
-            result = self._decode(frame, after_stretch=True, score_end=True)
+            result = self._decode(frame, after_stretch=True)
         except (AudioInputError, NoModelError):
             return []  # the final will be decoded (and its error handled) the usual way
-        self._stretches.decoded(frame.utt_id, len(frame.pcm) // 4, result)
+        self._stretches.decoded(frame.utt_id, len(frame.pcm) // 4, result, frame.pause_samples)
         self._speculated[frame.utt_id] = (len(frame.pcm) // 4, result)
         while len(self._speculated) > SPECULATED_KEPT:
             self._speculated.popitem(last=False)
@@ -196,8 +194,7 @@ class TranscribeStage(Stage):
         turn_probability = turn_answer.result() if turn_answer is not None and verdict.reason == "sentence_end" else -1.0
         return [(DISPATCH, frames.TurnHint(utt_id=frame.utt_id, speculated_samples=len(frame.pcm) // 4,
                                           complete=verdict.complete, reason=verdict.reason,
-                                          end_logprob=result.end_logprob, turn_probability=turn_probability,
-                                          end_probability=result.end_probability))]
+                                          end_logprob=result.end_logprob, turn_probability=turn_probability))]
 
     def _partial(self, frame: frames.Utterance) -> list[Output]:
         """Interim text; stale partials (their final already done) and failures are simply dropped."""

@@ -23,7 +23,7 @@ from pipeline import frames, metrics, topology
 from pipeline.cli import stage_main
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.delivery import Delivery
-from pipeline.endpointing import EndSignals, TurnVerdict, close_after_ms, weigh
+from pipeline.endpointing import TurnVerdict, close_after_ms, weigh
 from pipeline.logs import get_logger
 from pipeline.replay import ReplayOffset
 from pipeline.runner import CONTROL, Output, Stage
@@ -279,7 +279,8 @@ class VadStage(Stage):
         self._judge(None, speculated=True)  # wait for the worker's verdict (up to max_silence_ms)
         start_s = seg.open_start / self.rate
         spec = frames.Utterance(utt_id, start_s, start_s + audio.size / self.rate, time.time(), self.rate,
-                                audio.tobytes(), speculative=True, source=self.source)
+                                audio.tobytes(), speculative=True, source=self.source,
+                                pause_samples=seg.trailing_silence_samples)
         return [(self.delivery.routed, spec)]
 
     def _on_turn_hint(self, hint: frames.TurnHint) -> list[Output]:
@@ -287,11 +288,12 @@ class VadStage(Stage):
         stands = self._spec.answered(hint.utt_id, hint.speculated_samples)
         if self.cfg.endpoint != "text" or hint.utt_id != self._open_id or not stands:
             return []  # stale: speech resumed, or the utterance has closed already
-        signals = EndSignals.from_hint(hint.end_logprob, hint.end_probability, hint.turn_probability)
-        verdict = weigh(TurnVerdict(hint.complete, hint.reason), signals, self.cfg)
+        turn_probability = hint.turn_probability if hint.turn_probability >= 0 else None
+        verdict = weigh(TurnVerdict(hint.complete, hint.reason), hint.end_logprob, self.cfg.turn_min_logprob,
+                        turn_probability, self.cfg.turn_model_min_probability)
         self.log.info("turn_judged", utt_id=hint.utt_id, complete=verdict.complete, reason=verdict.reason,
-                      end_logprob=round(hint.end_logprob, 3), end_probability=signals.end_probability,
-                      turn_probability=signals.turn_probability, silence_ms=round(self._segmenter.trailing_silence_ms))
+                      end_logprob=round(hint.end_logprob, 3), turn_probability=turn_probability,
+                      silence_ms=round(self._segmenter.trailing_silence_ms))
         if self._judge(verdict, speculated=True) == 0:
             return self._emit(self._segmenter.close_now("turn_complete"))
         return []

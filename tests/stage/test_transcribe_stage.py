@@ -128,6 +128,19 @@ def test_speech_resumed_after_a_long_decoded_stretch_is_decoded_from_there_with_
     assert model.heard[-1] == (5 * SAMPLES, None)
 
 
+def test_the_rest_after_a_stretch_is_decoded_from_where_its_pause_began(tmp_path):
+    model = ListeningWhisper("bonjour")
+    driver = worker(tmp_path, {"cpu-a": model}, stretch_min_s=3.0)
+    model.heard.clear()
+    pause = SAMPLES // 4  # the copy left after 250 ms of silence
+    driver.job(utterance(samples=4 * SAMPLES, speculative=True, pause_samples=pause))
+    [(_, final)] = driver.job(utterance(samples=5 * SAMPLES))
+    assert model.heard[-1] == (SAMPLES + pause, "bonjour")  # the pause, then the new second of speech
+    head, tail = final.segments
+    assert head == {"start_s": 0.0, "end_s": 3.75, "text": "bonjour"} and tail["start_s"] == 3.75
+    assert final.audio_duration_s == 5.0 and final.text == "bonjour bonjour"
+
+
 def test_a_finished_sentence_is_put_to_smart_turn_and_an_unfinished_one_is_not(tmp_path):
     wcfg, cfg = WorkerConfig(models=["cpu-a"]), TranscribeConfig(fast_path=False)
     for text, asked in (("Bonjour.", True), ("Bonjour et", False)):

@@ -2,10 +2,7 @@
 
 import pytest
 
-from pipeline.config import VadConfig
-from pipeline.endpointing import EndSignals, TurnVerdict, close_after_ms, judge_turn, weigh
-
-CFG = VadConfig()  # turn_min_logprob -0.4, turn_min_end_probability 0.9, turn_model_min_probability 0.5
+from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn, weigh
 
 
 @pytest.mark.parametrize("text, complete, reason", [
@@ -45,35 +42,16 @@ def test_the_wait_each_verdict_sets():
 
 def test_a_full_stop_the_decoder_was_unsure_of_does_not_end_the_turn():
     done = TurnVerdict(True, "sentence_end")
-    assert weigh(done, EndSignals(end_logprob=-0.2), CFG) == done
-    assert weigh(done, EndSignals(end_logprob=-0.6), CFG) == TurnVerdict(True, "unsure")
-    assert weigh(TurnVerdict(True, "non_speech"), EndSignals(-2.0), CFG).complete  # nothing to be sure of
-
-
-def test_a_full_stop_whisper_was_sure_of_ends_the_turn_whatever_the_average_logprob():
-    done = TurnVerdict(True, "sentence_end")
-    assert weigh(done, EndSignals(-0.6, end_probability=0.95), CFG) == done
-    assert weigh(done, EndSignals(-0.6, end_probability=0.8), CFG) == TurnVerdict(True, "unsure")
-    assert weigh(done, EndSignals(-0.6, end_probability=None), CFG) == TurnVerdict(True, "unsure")  # not scored
-    off = VadConfig(turn_min_end_probability=None)
-    assert weigh(done, EndSignals(-0.6, end_probability=0.99), off) == TurnVerdict(True, "unsure")
-    sure_but_doubted = EndSignals(-0.6, end_probability=0.95, turn_probability=0.2)
-    assert weigh(done, sure_but_doubted, CFG) == TurnVerdict(True, "turn_model_doubts")
-    unfinished = TurnVerdict(False, "ends_on_function_word")
-    assert weigh(unfinished, EndSignals(-0.1, 0.99, 0.99), CFG) == unfinished  # no signal finishes a text
+    assert weigh(done, end_logprob=-0.2, min_logprob=-0.4) == done
+    assert weigh(done, end_logprob=-0.6, min_logprob=-0.4) == TurnVerdict(True, "unsure")
+    assert weigh(TurnVerdict(True, "non_speech"), -2.0, -0.4).complete  # nothing to be sure of
 
 
 def test_a_sure_full_stop_the_turn_model_doubts_waits():
     done = TurnVerdict(True, "sentence_end")
-    assert weigh(done, EndSignals(-0.2, turn_probability=0.9), CFG) == done
-    assert weigh(done, EndSignals(-0.2, turn_probability=0.2), CFG) == TurnVerdict(True, "turn_model_doubts")
-    assert weigh(done, EndSignals(-0.2, turn_probability=None), CFG) == done  # not asked: the text alone decides
-    text_alone = VadConfig(turn_model_min_probability=0.0)
-    assert weigh(done, EndSignals(-0.2, turn_probability=0.2), text_alone) == done
+    assert weigh(done, -0.2, -0.4, turn_probability=0.9) == done
+    assert weigh(done, -0.2, -0.4, turn_probability=0.2) == TurnVerdict(True, "turn_model_doubts")
+    assert weigh(done, -0.2, -0.4, turn_probability=None) == done  # not asked: the text alone decides
+    assert weigh(done, -0.2, -0.4, turn_probability=0.2, min_turn_probability=0.0) == done
     unfinished = TurnVerdict(False, "ends_on_function_word")
-    assert weigh(unfinished, EndSignals(-0.2, turn_probability=0.99), CFG) == unfinished  # audio never finishes a text
-
-
-def test_a_hint_says_not_measured_with_minus_one():
-    assert EndSignals.from_hint(-0.3, -1.0, -1.0) == EndSignals(-0.3, None, None)
-    assert EndSignals.from_hint(-0.3, 0.91234, 0.0) == EndSignals(-0.3, 0.912, 0.0)
+    assert weigh(unfinished, -0.2, -0.4, turn_probability=0.99) == unfinished  # audio never finishes a text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig
 from pipeline.transcription import turn_model
-from pipeline.transcription.turn_model import SmartTurn, TurnModelMissing, verified
+from pipeline.transcription.turn_model import SideTurnModel, SmartTurn, TurnModelMissing, verified
 from tests.conftest import DATA_DIR
 
 
@@ -41,3 +44,30 @@ def test_real_speech_gets_a_probability(smart_turn):
     audio = load_audio(DATA_DIR / "audio" / "fr-conf-full.wav", 600)
     p = smart_turn.probability(audio)
     assert 0.0 <= p <= 1.0 and smart_turn.probability(audio) == p
+
+
+class GatedModel:
+    """A turn model that answers only once the test lets it: shows who waits for whom."""
+
+    def __init__(self) -> None:
+        self.heard, self.gate = threading.Event(), threading.Event()
+
+    def probability(self, audio: np.ndarray) -> float:
+        self.heard.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return 0.75
+
+
+def test_the_side_model_hears_the_turn_while_the_caller_goes_on_and_is_timed():
+    seconds = Histogram("test_side_turn_seconds", "test", registry=CollectorRegistry())
+    model = GatedModel()
+    side = SideTurnModel(model, seconds)
+    try:
+        answer = side.ask(np.zeros(16000, dtype=np.float32))
+        assert model.heard.wait(60) and not answer.done()  # running beside the caller, which is free
+        model.gate.set()
+        assert answer.result(timeout=60) == 0.75
+        assert seconds._sum.get() > 0  # stt_turn_model_seconds is observed on the side thread
+    finally:
+        model.gate.set()
+        side.close()
