@@ -34,6 +34,8 @@ from pipeline.transcription.stretches import Stretches
 from pipeline.transcription.turn_model import SideTurnModel, SmartTurn, TurnModelMissing, verified
 from pipeline.transport import PortSpec
 
+from faster_whisper.tokenizer import _LANGUAGE_CODES as WHISPER_LANGUAGES  # noqa: E402 (a frozen tuple of codes)
+
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
 TURN_WARMUP_SAMPLES = 16000
 DISPATCH = "dispatch"  # the one port: jobs in; answers, hints and credit out
@@ -167,6 +169,8 @@ class TranscribeStage(Stage):
 
     def _samples(self, frame: frames.Utterance) -> np.ndarray:
         try:
+            if frame.language and frame.language not in WHISPER_LANGUAGES:  # not a model failure: bad input
+                raise AudioInputError(f"unknown language code {frame.language[:16]!r}")
             return pcm_samples(frame.pcm, frame.sample_rate_hz, self.cfg.max_audio_s)
         except AudioInputError as err:
             metrics.BAD_INPUT.labels(self.name, err.reason).inc()
