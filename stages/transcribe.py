@@ -18,6 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from faster_whisper.tokenizer import _LANGUAGE_CODES as WHISPER_LANGUAGES  # what faster-whisper itself checks against
 
 from pipeline import frames, metrics, topology
 from pipeline.audio import TARGET_RATE_HZ, AudioInputError, pcm_samples
@@ -33,8 +34,6 @@ from pipeline.transcription.gpu import GpuUnavailableError, NoGpuError
 from pipeline.transcription.stretches import Stretches
 from pipeline.transcription.turn_model import SideTurnModel, SmartTurn, TurnModelMissing, verified
 from pipeline.transport import PortSpec
-
-from faster_whisper.tokenizer import _LANGUAGE_CODES as WHISPER_LANGUAGES  # noqa: E402 (a frozen tuple of codes)
 
 RECENT_FINALS = 1000  # answers kept to serve re-sent utterances without decoding them again
 TURN_WARMUP_SAMPLES = 16000

@@ -112,7 +112,8 @@ class SmartTurn:
 class SideTurnModel:
     """Smart Turn on a thread of its own: `ask(audio)` returns at once, so the model hears the turn
     while Whisper decodes it, and the verdict waits for the slower of the two, not for both in a
-    row (two cores: the decode took 354 ms instead of 344, Smart Turn alone 54 ms on one thread)."""
+    row (`bench.endpoint_study`, two cores: the decode 356 ms p50, with Smart Turn beside it 373 ms,
+    Smart Turn alone 53 ms on one thread)."""
 
     def __init__(self, model: SmartTurn, seconds: Histogram) -> None:
         self._model, self._seconds = model, seconds  # `seconds`: stt_turn_model_seconds, this worker's child

@@ -166,6 +166,17 @@ def test_unusable_audio_is_acknowledged_empty_and_counted(tmp_path):
     assert metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get() == before + 1
 
 
+def test_an_unknown_language_code_is_bad_input_not_a_model_failure(tmp_path):
+    before = metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get()
+    driver = worker(tmp_path, {"cpu-a": FakeWhisper("bonjour")})
+    for n in range(4):  # more than the breaker's failure threshold: it must never open on a client's code
+        [(_, t)] = driver.job(utterance(f"u{n}", language="gowA"))
+        assert t.is_speech is False and t.text == ""
+    assert metrics.BAD_INPUT.labels("transcribe_cpu", "bad_audio")._value.get() == before + 4
+    [(_, good)] = driver.job(utterance("u9", language="fr"))
+    assert good.text == "bonjour"  # the worker still answers
+
+
 def test_a_failing_model_trips_its_breaker_and_the_next_one_answers(tmp_path):
     broken, good = FakeWhisper(), FakeWhisper("bonjour")
     driver = worker(tmp_path, {"a": broken, "b": good})
