@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from bench.corpus import ensure_installed, load_prompts
 from bench.wer import corpus_wer
@@ -37,6 +38,15 @@ def pick(prompts: list, limit: int, max_s: float) -> list:
     usable = [p for p in prompts if load_audio(p.path, 600).size / 16000 <= max_s]
     step = max(1, len(usable) // limit)
     return usable[::step][:limit]
+
+
+def setting(text: str) -> tuple[str, object]:
+    """An argparse type for `KEY=VALUE` (the value read as YAML: 0.9, null, true): one config field
+    set for a benchmark run, so a rule's thresholds can be A/B-tested without editing config.yaml."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), yaml.safe_load(value)
 
 
 def stats(latencies_s: list[float]) -> dict:

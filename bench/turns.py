@@ -21,7 +21,9 @@ to measure what the partials' decodes cost the final on two cores; `--stretch-mi
 after the stretch already decoded at a pause (transcribe.stretch_min_s, off by default), to measure it;
 `--cpu-workers 2 --cpu-threads 1` runs a pool of two one-thread workers (partials, copies and
 finals then no longer wait for one another's decode on one worker); `--speculate-after-ms` sets that
-`vad` field for the run (the silence before the speculative copy leaves).
+`vad` field for the run (the silence before the speculative copy leaves), and `--vad KEY=VALUE`
+any other (`--vad turn_model_sure_probability=0.9`: Smart Turn may close a sentence the decoder
+doubted).
 `long_p95_ms`: the p95 over the turns whose voice lasts LONG_S or more.
 """
 
@@ -40,7 +42,7 @@ import soundfile
 
 from bench.corpus import Prompt, ensure_installed, load_prompts
 from bench.idle_cpu import measure as measure_idle
-from bench.run import pick
+from bench.run import pick, setting
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
 from pipeline.harness.pipeline_process import PipelineProcess, pipeline_config
@@ -206,6 +208,8 @@ def main() -> None:
                         help="transcribe.stretch_min_s for this run (3: decode after a pause's stretch; 0: off)")
     parser.add_argument("--speculate-after-ms", type=int, default=None,
                         help="vad.speculate_after_ms for this run (the silence before the speculative copy leaves)")
+    parser.add_argument("--vad", type=setting, action="append", default=[], metavar="KEY=VALUE",
+                        help="a `vad` config field for this run (repeatable)")
     parser.add_argument("--idle-s", type=float, default=60.0)
     parser.add_argument("--cpu-workers", type=int, default=1, help="transcribe.cpu.workers: the CPU pool's size")
     parser.add_argument("--cpu-threads", type=int, default=2, help="transcribe.cpu.cpu_threads of each worker")
@@ -217,7 +221,8 @@ def main() -> None:
     rng = random.Random(12)
     hesitations = [with_hesitation(p, folder, rng) for p in prompts]
     vad = {"endpoint": args.endpoint, **({} if not args.no_partials else {"partial_interval_ms": 0}),
-           **({} if args.speculate_after_ms is None else {"speculate_after_ms": args.speculate_after_ms})}
+           **({} if args.speculate_after_ms is None else {"speculate_after_ms": args.speculate_after_ms}),
+           **dict(args.vad)}
     runs = []
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,

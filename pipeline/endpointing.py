@@ -7,12 +7,14 @@ VAD weighs both (`weigh`) and turns the verdict into how much more silence close
 
     finished sentence, decoder sure, Smart Turn agrees -> close now (the final is already decoded)
     finished sentence, decoder unsure or Smart Turn not -> vad.hold_silence_ms (longer than a hesitation)
+      ... unless Smart Turn is vad.turn_model_sure_probability sure (off by default) -> close now
     unfinished text                                     -> vad.max_silence_ms (a hesitation is not the end)
     no verdict yet                                      -> wait up to vad.max_silence_ms for one
     no speculation at all                               -> vad.min_silence_ms, the fixed rule
 
-A text is finished when it ends a sentence (. ! ? …) on a word a French (or English) sentence
-can end on; the decoder was sure when the last segment's average log-probability is at least
+A text is finished when it ends a sentence (. ! ?) on a word a French (or English) sentence
+can end on, and does not trail off (« La conférence est maintenant... »: Whisper's ellipsis); the
+decoder was sure when the last segment's average log-probability is at least
 vad.turn_min_logprob. Whisper punctuates what it hears, and writes a full stop at many
 mid-sentence pauses too; a pause after « le », « de », « et » ... is the common hesitation.
 Why both signals (`python -m bench.endpoint_study`, 40 Debian prompts, offline): of 40
@@ -26,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 SENTENCE_END = re.compile(r"[.!?…]+[\"»)\s]*$")
+TRAILING_OFF = re.compile(r"(\.\.\.|…)[\"»)\s]*$")  # how Whisper writes a voice that stops mid-thought
 # Words a sentence does not end on: articles, prepositions, conjunctions, clitic pronouns.
 CANNOT_END: dict[str, frozenset[str]] = {
     "fr": frozenset("""le la les l' un une des du de d' au aux à et ou mais donc car ni que qu' qui quoi dont
@@ -53,6 +56,8 @@ def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
     stripped = text.strip()
     if not SENTENCE_END.search(stripped):
         return TurnVerdict(False, "no_sentence_end")
+    if TRAILING_OFF.search(stripped):
+        return TurnVerdict(False, "trails_off")
     words = re.findall(r"[\w'’-]+", stripped.lower().replace("’", "'"))
     last = words[-1] if words else ""
     if last in CANNOT_END.get(language, frozenset()) or last.endswith("'"):
@@ -61,13 +66,17 @@ def judge_turn(text: str, language: str, is_speech: bool) -> TurnVerdict:
 
 
 def weigh(verdict: TurnVerdict, end_logprob: float, min_logprob: float,
-          turn_probability: float | None = None, min_turn_probability: float = 0.5) -> TurnVerdict:
+          turn_probability: float | None = None, min_turn_probability: float = 0.5,
+          sure_turn_probability: float | None = None) -> TurnVerdict:
     """A finished-looking text closes the turn at once only if the decoder was sure of its end and
-    the turn model (when it was asked: `turn_probability` not None) hears a finished turn too."""
+    the turn model (when it was asked: `turn_probability` not None) hears a finished turn too; or,
+    the decoder unsure, if the turn model is at least `sure_turn_probability` sure (None: never)."""
     if not verdict.complete or verdict.reason == "non_speech":
         return verdict
     if end_logprob < min_logprob:
-        return TurnVerdict(True, "unsure")
+        turn_model_sure = (turn_probability is not None and sure_turn_probability is not None
+                           and turn_probability >= sure_turn_probability)
+        return TurnVerdict(True, "turn_model_sure" if turn_model_sure else "unsure")
     if turn_probability is not None and turn_probability < min_turn_probability:
         return TurnVerdict(True, "turn_model_doubts")
     return verdict

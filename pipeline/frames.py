@@ -118,7 +118,7 @@ class TurnHint:
     utt_id: str
     speculated_samples: int    # the length of the copy judged: stale once speech resumed
     complete: bool             # what the text says
-    reason: str                # sentence_end | no_sentence_end | ends_on_function_word | non_speech
+    reason: str                # sentence_end | no_sentence_end | trails_off | ends_on_function_word | non_speech
     end_logprob: float = 0.0   # how sure the decoder was of the end (the VAD has the threshold)
     turn_probability: float = -1.0  # Smart Turn's P(turn complete) when asked (finished text only); -1 = not asked
 

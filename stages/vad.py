@@ -290,7 +290,8 @@ class VadStage(Stage):
             return []  # stale: speech resumed, or the utterance has closed already
         turn_probability = hint.turn_probability if hint.turn_probability >= 0 else None
         verdict = weigh(TurnVerdict(hint.complete, hint.reason), hint.end_logprob, self.cfg.turn_min_logprob,
-                        turn_probability, self.cfg.turn_model_min_probability)
+                        turn_probability, self.cfg.turn_model_min_probability,
+                        self.cfg.turn_model_sure_probability)
         self.log.info("turn_judged", utt_id=hint.utt_id, complete=verdict.complete, reason=verdict.reason,
                       end_logprob=round(hint.end_logprob, 3), turn_probability=turn_probability,
                       silence_ms=round(self._segmenter.trailing_silence_ms))

@@ -198,20 +198,24 @@ def hint(copy: frames.Utterance, complete: bool, reason: str, end_logprob: float
                            reason=reason, end_logprob=end_logprob, turn_probability=turn_probability)
 
 
-@pytest.mark.parametrize("doubt", [{"end_logprob": -0.9}, {"turn_probability": 0.2}])
+@pytest.mark.parametrize("doubt", [{"end_logprob": -0.9}, {"turn_probability": 0.2},
+                                   {"end_logprob": -0.6, "turn_probability": 0.8}])  # Smart Turn not sure enough
 def test_a_finished_sentence_either_signal_doubts_waits_hold_silence(tmp_path, doubt):
     probs = [SILENT] * 20 + [SPEECH] * 30 + [SILENT] * 19 + [SPEECH] * 20 + [SILENT] * 40  # a 608 ms pause
-    driver, _ = vad(tmp_path, probs, endpoint="text")  # hold_silence_ms: 750
+    driver, _ = vad(tmp_path, probs, endpoint="text", turn_model_sure_probability=0.9)  # hold_silence_ms: 750
     [copy] = utterances(play(driver, 20 + 30 + 5), "transcribe_cpu")
     assert driver.send("hints", hint(copy, True, "sentence_end", **doubt)) == []
     out = play(driver, 14 + 20 + 40, first_seq=56)
     assert len([u for u in utterances(out, "transcribe_cpu") if not u.speculative]) == 1, "the pause split the turn"
 
 
-def test_a_finished_sentence_closes_the_turn_as_soon_as_the_worker_says_so(tmp_path):
-    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 40 + [SILENT] * 40, endpoint="text")
+@pytest.mark.parametrize("signals", [{}, {"end_logprob": -0.6, "turn_probability": 0.95}],
+                         ids=["decoder sure", "decoder unsure, Smart Turn sure"])
+def test_a_finished_sentence_closes_the_turn_as_soon_as_the_worker_says_so(tmp_path, signals):
+    driver, _ = vad(tmp_path, [SILENT] * 20 + [SPEECH] * 40 + [SILENT] * 40, endpoint="text",
+                    turn_model_sure_probability=0.9)
     [copy] = utterances(play(driver, 20 + 40 + 6), "transcribe_cpu")  # 6 silent windows: 192 ms
-    [(port, final)] = driver.send("hints", hint(copy, True, "sentence_end"))
+    [(port, final)] = driver.send("hints", hint(copy, True, "sentence_end", **signals))
     assert port == "transcribe_cpu" and not final.speculative
     # Closed at the hint, with the silence heard so far: not 400 ms later.
     assert len(final.pcm) // 4 == (16 + 40 + 6) * WINDOW and final.speculated_samples == len(copy.pcm) // 4

@@ -24,6 +24,7 @@ def test_defaults_are_french_cuda_and_cpu_workers_on_loopback():
 @pytest.mark.parametrize("data, message", [
     ({"vad": {"min_silence_ms": 0}}, "vad.min_silence_ms: Input should be greater than 0"),
     ({"vad": {"silence": 3}}, "vad.silence: Extra inputs are not permitted"),
+    ({"vad": {"turn_model_sure_probability": 0.4}}, "turn_model_sure_probability must be at least turn_model_min"),
     ({"audio": {"sample_rate_hz": 44100}}, "audio: Value error, sample_rate_hz must be one of"),
     ({"transcribe": {"cpu": {"device": "tpu"}}}, "transcribe.cpu.device: Input should be 'cuda' or 'cpu'"),
     ({"transcribe": {"gpu": {"models": []}}}, "transcribe.gpu.models: List should have at least 1 item"),

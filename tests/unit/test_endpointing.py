@@ -15,6 +15,9 @@ from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn, weigh
     ("Veuillez composer le.", False, "ends_on_function_word"),  # Whisper's full stop at a hesitation
     ("Appuyez sur la touche dièse pour.", False, "ends_on_function_word"),
     ("C'est l'.", False, "ends_on_function_word"),
+    ("La conférence est maintenant...", False, "trails_off"),  # Whisper's ellipsis: the voice stopped mid-thought
+    ("Désolé, mais cette boîte va…", False, "trails_off"),
+    ("« Pardon… »", False, "trails_off"),
 ])
 def test_french_sentence_ends(text, complete, reason):
     assert judge_turn(text, "fr", is_speech=True) == TurnVerdict(complete, reason)
@@ -38,6 +41,7 @@ def test_the_wait_each_verdict_sets():
     assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "unsure")) == 750
     assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "turn_model_doubts")) == 750
     assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "non_speech")) == 0
+    assert close_after_ms(400, 750, 1000, speculated=True, verdict=TurnVerdict(True, "turn_model_sure")) == 0
 
 
 def test_a_full_stop_the_decoder_was_unsure_of_does_not_end_the_turn():
@@ -55,3 +59,15 @@ def test_a_sure_full_stop_the_turn_model_doubts_waits():
     assert weigh(done, -0.2, -0.4, turn_probability=0.2, min_turn_probability=0.0) == done
     unfinished = TurnVerdict(False, "ends_on_function_word")
     assert weigh(unfinished, -0.2, -0.4, turn_probability=0.99) == unfinished  # audio never finishes a text
+
+
+def test_a_turn_model_sure_of_the_end_overrules_an_unsure_decoder_only():
+    done = TurnVerdict(True, "sentence_end")
+    sure = TurnVerdict(True, "turn_model_sure")
+    assert weigh(done, -0.6, -0.4, turn_probability=0.95, sure_turn_probability=0.9) == sure
+    assert weigh(done, -0.6, -0.4, turn_probability=0.9, sure_turn_probability=0.9) == sure  # at the threshold
+    assert weigh(done, -0.6, -0.4, turn_probability=0.8, sure_turn_probability=0.9) == TurnVerdict(True, "unsure")
+    assert weigh(done, -0.6, -0.4, turn_probability=0.99) == TurnVerdict(True, "unsure")  # None: never overrules
+    assert weigh(done, -0.6, -0.4, turn_probability=None, sure_turn_probability=0.9) == TurnVerdict(True, "unsure")
+    trailing = TurnVerdict(False, "trails_off")
+    assert weigh(trailing, -0.6, -0.4, turn_probability=0.99, sure_turn_probability=0.9) == trailing
