@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from bench.corpus import ensure_installed, load_prompts
 from bench.run import pick, setting
-from bench.turns import RATE, hesitation_cut
+from bench.hesitation import PAUSE_S, RATE, hesitation_cut, word_gaps
+from bench.original import load_original
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn, weigh
@@ -41,7 +42,7 @@ from pipeline.transcription.engine import Engine
 from pipeline.transcription.turn_model import SideTurnModel, SmartTurn, verified
 
 PRE_ROLL_S = 0.5
-PAUSE_MS = (500, 700)  # the hesitations bench.turns inserts
+PAUSE_MS = tuple(round(s * 1000) for s in PAUSE_S)  # the hesitations bench.turns inserts
 
 
 def tier(verdict: TurnVerdict) -> str:
@@ -50,10 +51,10 @@ def tier(verdict: TurnVerdict) -> str:
     return "unsure" if verdict.reason == "unsure" else "sure"
 
 
-def moments(audio: np.ndarray, after_s: float) -> dict[str, np.ndarray]:
-    """The utterance as the VAD would hold it at the end, and at the hesitation."""
+def moments(audio: np.ndarray, after_s: float, gaps: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """The utterance as the VAD would hold it at the end, and at the hesitation (`gaps`: word_gaps)."""
     loud = np.flatnonzero(np.abs(audio) > SPEECH_LEVEL)
-    start, end, cut = max(0, loud[0] - int(PRE_ROLL_S * RATE)), loud[-1] + 1, hesitation_cut(audio)
+    start, end, cut = max(0, loud[0] - int(PRE_ROLL_S * RATE)), loud[-1] + 1, hesitation_cut(audio, gaps)
     silence = np.zeros(int(after_s * RATE), dtype=np.float32)
     tail = audio[end:end + silence.size]
     return {"end": np.concatenate([audio[start:end], tail, silence[tail.size:]]),
@@ -144,15 +145,17 @@ def main() -> None:
     turn_model = SmartTurn(verified(cfg.models_cache_dir()))
     turn_model.probability(np.zeros(RATE, dtype=np.float32))
     side = SideTurnModel(turn_model, Histogram("bench_turn_model_seconds", "Smart Turn", registry=CollectorRegistry()))
+    original = load_original()  # its word timestamps place the hesitations, as in bench.turns
     rows, decode_ms, turn_ms, both_ms = [], [], [], []
     for prompt in prompts:
         row = {"prompt": prompt.name}
-        for moment, audio in moments(load_audio(prompt.path, 600), args.after_ms / 1000).items():
+        whole = load_audio(prompt.path, 600)
+        for moment, audio in moments(whole, args.after_ms / 1000, word_gaps(original, whole)).items():
             started = time.perf_counter()
             result = engine.transcribe(audio, score_end=args.end_probability is not None)
             decode_ms.append((time.perf_counter() - started) * 1000)
             verdict = weigh(judge_turn(result.text, result.language, result.is_speech), result.end_logprob,
-                                  cfg.vad.turn_min_logprob)
+                            vad.turn_min_logprob)
             started = time.perf_counter()
             p = turn_model.probability(audio)
             turn_ms.append((time.perf_counter() - started) * 1000)

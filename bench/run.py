@@ -24,11 +24,11 @@ import numpy as np
 import yaml
 
 from bench.corpus import ensure_installed, load_prompts
+from bench.original import load_original, transcribe_original
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
 from pipeline.config import load_config
 from pipeline.transcription.engine import Engine
-from pipeline.transcription.models import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,22 +56,17 @@ def stats(latencies_s: list[float]) -> dict:
 
 
 def run_offline(prompts: list, cfg) -> dict:
-    from faster_whisper import WhisperModel
-
-    path = resolve_model("base", cfg.models_cache_dir())
-    original = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=cfg.transcribe.cpu.cpu_threads)
+    original = load_original(cfg.models_cache_dir(), cfg.transcribe.cpu.cpu_threads)
     luxa = Engine(cfg.transcribe.cpu, cfg.transcribe, cfg.models_cache_dir())
     luxa.load()
     luxa.warm_up()
-    list(original.transcribe(np.zeros(16000, dtype=np.float32), language="fr")[0])
     rows = {"original": [], "luxa": []}
     for i, prompt in enumerate(prompts):
         audio = load_audio(prompt.path, 600)
         for name in (("original", "luxa") if i % 2 == 0 else ("luxa", "original")):
             started = time.perf_counter()
             if name == "original":
-                segments, _ = original.transcribe(audio, language="fr", beam_size=5, best_of=5, temperature=0.0)
-                text = "".join(s.text for s in segments)
+                text = "".join(s.text for s in transcribe_original(original, audio))
             else:
                 text = luxa.transcribe(audio).text
             rows[name].append({"prompt": prompt.name, "ref": prompt.text, "hyp": text.strip(),

@@ -3,13 +3,13 @@
     .venv/bin/python -m bench.turns [--count 24] [--runs 3] [--endpoint text|silence] [--min-s 2]
 
 One command for issue 12's figures. In each run:
-- the machine's speed: plain faster-whisper as the original request used it (beam 5, best_of 5,
-  full 30 s window) on the same prompts, p50 per prompt (the issues' targets are stated for a
-  machine where this is ~800 ms);
+- the original configuration (bench/original.py: plain faster-whisper, beam 5, full 30 s window)
+  on the same files: its p50 per prompt is the machine's speed (the issues' targets are stated
+  for a machine where this is ~800 ms), its WER on both sets what the audio itself allows;
 - `prompts`: `--count` Debian French prompts (evenly spaced over the corpus, at most `--max-s`
   long) played one by one into the private PulseAudio microphone (pipeline/harness/pulse.py);
 - `hesitation`: the same prompts with a 500-700 ms pause inserted at a word boundary in the
-  middle (the quietest 10 ms between 30 % and 70 % of the voice): each is still one turn;
+  middle (bench/hesitation.py): each is still one turn;
 - for each set: end of speech -> final received by a subscriber (p50/p95/max, the last final of
   the prompt against the real end of the voice in the played file), WER of the finals joined,
   and how many prompts came out as more than one final; and where the wait went (p50 of each part:
@@ -38,16 +38,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from bench.corpus import Prompt, ensure_installed, load_prompts
+from bench.hesitation import with_hesitation
 from bench.idle_cpu import measure as measure_idle
+from bench.original import load_original, transcribe_original
 from bench.run import pick, setting
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
 from pipeline.harness.pipeline_process import PipelineProcess, pipeline_config
 from pipeline.harness.pulse import PulseServer
-from pipeline.harness.speech import SPEECH_LEVEL, speech_end_s
+from pipeline.harness.speech import speech_end_s
 from pipeline.harness.waiting import wait_until
 
 RATE = 16000
@@ -55,43 +56,18 @@ BUDGET = ("audio_path", "endpoint", "decode", "ipc_publish")
 LONG_S = 10.0  # the issue's "utterances of 10-20 s"
 
 
-def hesitation_cut(audio: np.ndarray) -> int:
-    """Where a hesitation goes: the middle of the quietest 10 ms between 30 % and 70 % of the voice."""
-    loud = np.flatnonzero(np.abs(audio) > SPEECH_LEVEL)
-    first, last = loud[0], loud[-1]
-    frame = RATE // 100
-    lo, hi = first + int(0.3 * (last - first)), first + int(0.7 * (last - first))
-    energy = [float(np.sqrt(np.mean(audio[i:i + frame] ** 2))) for i in range(lo, hi - frame, frame)]
-    return lo + int(np.argmin(energy)) * frame + frame // 2
-
-
-def with_hesitation(prompt: Prompt, folder: Path, rng: random.Random) -> Path:
-    """The prompt with a 500-700 ms pause at its hesitation cut."""
-    audio = load_audio(prompt.path, 600)
-    cut = hesitation_cut(audio)
-    pause = np.zeros(int(rng.uniform(0.5, 0.7) * RATE), dtype=np.float32)
-    path = folder / f"{prompt.name.replace('/', '_')}-hesitation.wav"
-    soundfile.write(path, np.concatenate([audio[:cut], pause, audio[cut:]]), RATE, subtype="PCM_16")
-    return path
-
-
-def reference_p50_ms(prompts: list[Prompt]) -> float:
-    """Plain faster-whisper with the original request's settings: the machine-speed anchor."""
-    from faster_whisper import WhisperModel
-
-    from pipeline.config import PipelineConfig
-    from pipeline.transcription.models import resolve_model
-
-    model = WhisperModel(resolve_model("base", PipelineConfig().models_cache_dir()), device="cpu",
-                         compute_type="int8", cpu_threads=2)
-    list(model.transcribe(np.zeros(RATE, dtype=np.float32), language="fr")[0])
-    times = []
-    for prompt in prompts:
+def reference(model, prompts: list[Prompt], hesitations: list[Path]) -> dict:
+    """The original configuration on the same files: p50 per prompt (the machine-speed anchor), and
+    its WER on both sets (how much of the hesitation set's WER is the splice, not the pipeline)."""
+    times, whole, paused = [], [], []
+    for prompt, hesitation in zip(prompts, hesitations):
         audio = load_audio(prompt.path, 600)
         started = time.perf_counter()
-        list(model.transcribe(audio, language="fr", beam_size=5, best_of=5, temperature=0.0)[0])
+        whole.append((prompt.text, " ".join(s.text for s in transcribe_original(model, audio))))
         times.append(time.perf_counter() - started)
-    return round(statistics.median(times) * 1000)
+        paused.append((prompt.text, " ".join(s.text for s in transcribe_original(model, load_audio(hesitation, 600)))))
+    return {"reference_p50_ms": round(statistics.median(times) * 1000),
+            "reference_wer_pct": round(corpus_wer(whole), 1), "reference_hesitation_wer_pct": round(corpus_wer(paused), 1)}
 
 
 def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) -> dict[str, float]:
@@ -188,8 +164,8 @@ def live_run(prompts: list[Prompt], hesitations: list[Path], vad: dict, stretch_
 
 
 def medians(runs: list[dict]) -> dict:
-    out = {"reference_p50_ms": statistics.median(r["reference_p50_ms"] for r in runs),
-           "idle_cpu_percent": statistics.median(r["idle_cpu_percent"] for r in runs)}
+    out = {k: statistics.median(r[k] for r in runs) for k in ("reference_p50_ms", "reference_wer_pct",
+                                                               "reference_hesitation_wer_pct", "idle_cpu_percent")}
     for name in ("prompts", "hesitation"):
         out[name] = {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]
                      if all(k in r[name] for r in runs)}
@@ -219,7 +195,8 @@ def main() -> None:
                    args.max_s)
     folder = Path(tempfile.mkdtemp(prefix="luxa-hesitation-"))
     rng = random.Random(12)
-    hesitations = [with_hesitation(p, folder, rng) for p in prompts]
+    original = load_original()
+    hesitations = [with_hesitation(p, original, folder, rng) for p in prompts]
     vad = {"endpoint": args.endpoint, **({} if not args.no_partials else {"partial_interval_ms": 0}),
            **({} if args.speculate_after_ms is None else {"speculate_after_ms": args.speculate_after_ms}),
            **dict(args.vad)}
@@ -227,7 +204,7 @@ def main() -> None:
     for run in range(args.runs):
         row = {"run": run + 1, "endpoint": args.endpoint, "partials": not args.no_partials,
                "stretch_min_s": args.stretch_min_s, "cpu_workers": args.cpu_workers, "cpu_threads": args.cpu_threads,
-               "vad": vad, "reference_p50_ms": reference_p50_ms(prompts),
+               "vad": vad, **reference(original, prompts, hesitations),
                **live_run(prompts, hesitations, vad, stretch_min_s=args.stretch_min_s,
                           cpu={"workers": args.cpu_workers, "cpu_threads": args.cpu_threads})}
         row["idle_cpu_percent"] = measure_idle(args.idle_s)["total_percent"] if args.idle_s else 0.0
