@@ -31,9 +31,9 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
 from bench.corpus import ensure_installed, load_prompts
-from bench.run import pick, setting
 from bench.hesitation import PAUSE_S, RATE, hesitation_cut, word_gaps
 from bench.original import load_original
+from bench.run import pick, setting
 from pipeline.audio import load_audio
 from pipeline.config import PipelineConfig, VadConfig
 from pipeline.endpointing import TurnVerdict, close_after_ms, judge_turn, weigh

@@ -3,7 +3,7 @@
 Issue 12 asks for "a pause inserted at a word boundary mid-sentence: one spoken turn each". The
 quietest 10 ms of the voice alone is often inside a word (the closure before a « t »:
 « main | tenant »), which no decoder reads back: plain faster-whisper (bench/original.py) gave
-58.7 % WER on 24 prompts cut that way against 16.6 % on the same prompts whole, and 21.3 % with
+58.7 % WER on 24 prompts cut that way against 16.6 % on the same prompts whole, and 20.4 % with
 the pause at a word boundary. So the boundaries come from the original configuration's word
 timestamps; the pause goes at the quietest 10 ms around one of them (a splice without a click),
 between 30 % and 70 % of the voice, after a word that does not end a sentence (a pause after a
