@@ -32,8 +32,8 @@ import numpy as np
 
 from bench.corpus import ensure_installed, load_prompts
 from bench.idle_cpu import cpu_s, processes
+from bench.original import load_original, original_p50_ms
 from bench.run import pick
-from bench.turns import reference_p50_ms
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
 from pipeline.harness.pipeline_process import PipelineProcess, pid_alive, pipeline_config
@@ -143,7 +143,7 @@ def main() -> None:
     ks = [int(k) for k in args.sources.split(",")]
     ensure_installed("fr")
     prompts = pick(load_prompts("fr"), max(ks) * args.turns, args.max_s)
-    anchor_ms = reference_p50_ms(prompts[:8])
+    anchor_ms = original_p50_ms(load_original(), prompts[:8])
     print(f"capacity: {len(prompts)} prompts; original config {anchor_ms:g} ms per prompt (p50 of 8)", flush=True)
     with tempfile.TemporaryDirectory(prefix="luxa-capacity-") as tmp:
         run_dir = Path(tmp)
