@@ -67,7 +67,8 @@ def reference(model, prompts: list[Prompt], hesitations: list[Path]) -> dict:
         times.append(time.perf_counter() - started)
         paused.append((prompt.text, " ".join(s.text for s in transcribe_original(model, load_audio(hesitation, 600)))))
     return {"reference_p50_ms": round(statistics.median(times) * 1000),
-            "reference_wer_pct": round(corpus_wer(whole), 1), "reference_hesitation_wer_pct": round(corpus_wer(paused), 1)}
+            "reference_wer_pct": round(corpus_wer(whole), 1),
+            "reference_hesitation_wer_pct": round(corpus_wer(paused), 1)}
 
 
 def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) -> dict[str, float]:
