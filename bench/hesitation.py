@@ -21,20 +21,20 @@ import soundfile
 from bench.corpus import Prompt
 from bench.original import transcribe_original
 from pipeline.audio import load_audio
+from pipeline.endpointing import SENTENCE_END
 from pipeline.harness.speech import SPEECH_LEVEL
 
 RATE = 16000
 FRAME = RATE // 100  # 10 ms
 PAUSE_S = (0.5, 0.7)
 SLACK_S = 0.04  # Whisper's word timestamps are this far off, or more
-SENTENCE_END = (".", "!", "?", "…")
 
 
 def word_gaps(model, audio: np.ndarray) -> list[tuple[int, int]]:
     """Sample ranges around each boundary between two words of one sentence."""
     words = [w for segment in transcribe_original(model, audio, word_timestamps=True) for w in segment.words]
     return [(round((a.end - SLACK_S) * RATE), round((b.start + SLACK_S) * RATE))
-            for a, b in zip(words, words[1:]) if not a.word.strip().endswith(SENTENCE_END)]
+            for a, b in zip(words, words[1:]) if not SENTENCE_END.search(a.word.strip())]
 
 
 def hesitation_cut(audio: np.ndarray, gaps: list[tuple[int, int]]) -> int:

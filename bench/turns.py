@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpus import Prompt, ensure_installed, load_prompts
-from bench.hesitation import with_hesitation
+from bench.hesitation import RATE, with_hesitation
 from bench.idle_cpu import measure as measure_idle
 from bench.original import load_original, transcribe_original
 from bench.run import pick, setting
@@ -51,7 +51,6 @@ from pipeline.harness.pulse import PulseServer
 from pipeline.harness.speech import speech_end_s
 from pipeline.harness.waiting import wait_until
 
-RATE = 16000
 BUDGET = ("audio_path", "endpoint", "decode", "ipc_publish")
 LONG_S = 10.0  # the "utterances of 10-20 s"
 

@@ -130,7 +130,7 @@ class VadConfig(_Strict):
     Smart Turn gives it at least this probability, instead of waiting hold_silence_ms. Off: offline
     (40 Debian prompts) 0.9 passed 8 of 14 unsure real ends and 1 of 13 unsure cuts, but live
     (`bench.turns`, 3 interleaved runs each) it split 7 of 24 hesitations (off: 2) and left the
-    prompts' p50 where it was (857 vs 865 ms): most live cuts it passed were real pauses."""
+    prompts' p50 where it was (857 vs 865 ms)."""
     silence_floor_dbfs: float | None = Field(-70.0, lt=0)
     """Windows quieter than this (RMS, dBFS) are silence without asking Silero: a muted or idle
     digital microphone costs no model call (Silero was a third of listening to silence). -70 dBFS is
