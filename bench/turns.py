@@ -35,6 +35,7 @@ import random
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,10 @@ def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) 
     audio path   end of voice -> the VAD's first window of the closing silence (PulseAudio, PortAudio,
                  capture, Silero's lag; the harness's own ~20 ms included)
     endpoint     the silence the VAD waited before closing (speculation, verdict, rule)
-    decode       what the worker still decoded after the close (0 when the speculative answer stood)
-    ipc_publish  the rest: VAD -> worker -> sink -> subscriber
+    decode       the close -> the worker's final (its `utterance_transcribed` line): the decode still
+                 running after the close, the speculative copy's or a fresh one (~0 when the copy's
+                 answer was ready at the close; on long speech, the rest of the copy's decode)
+    ipc_publish  the rest: the worker's final -> sink -> subscriber
     and, within the endpoint, `verdict`: the silence heard when the worker's last verdict on this turn
     came back (the copy's wait, its decode and Smart Turn); absent when no verdict came in time.
     """
@@ -88,10 +91,15 @@ def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) 
     endpoint_ms = closed[-1].get("silence_ms", 0.0)
     total_ms = (received - voice_end) * 1000
     close_ms = (final.t_closed_wall_s - voice_end) * 1000
-    decode_ms = 0.0 if done[-1].get("speculated") else final.processing_time_s * 1000
+    decode_ms = max(0.0, (_logged_at(done[-1]) - final.t_closed_wall_s) * 1000)
     judged = pipeline.find("turn_judged", utt_id=final.utt_id)
     return {"audio_path": close_ms - endpoint_ms, "endpoint": endpoint_ms, "decode": decode_ms,
             "ipc_publish": total_ms - close_ms - decode_ms, **({"verdict": judged[-1]["silence_ms"]} if judged else {})}
+
+
+def _logged_at(event: dict) -> float:
+    """The wall-clock time of a log line (structlog's ISO timestamp, UTC)."""
+    return datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
 def play_one(pulse: PulseServer, pipeline: PipelineProcess, wav: Path, settle_s: float) -> tuple[float, list, dict]:
