@@ -19,7 +19,6 @@ def stamp(t: float) -> str:
 class Final:
     utt_id: str = "u-1"
     t_closed_wall_s: float = VOICE_END + 0.9
-    processing_time_s: float = 1.5
 
 
 class Log:
