@@ -43,7 +43,7 @@ import numpy as np
 from bench.corpus import Prompt, ensure_installed, load_prompts
 from bench.hesitation import RATE, with_hesitation
 from bench.idle_cpu import measure as measure_idle
-from bench.original import load_original, transcribe_original
+from bench.original import load_original, original_run, transcribe_original
 from bench.run import pick, setting
 from bench.wer import corpus_wer
 from pipeline.audio import load_audio
@@ -59,16 +59,11 @@ LONG_S = 10.0  # the issue's "utterances of 10-20 s"
 def reference(model, prompts: list[Prompt], hesitations: list[Path]) -> dict:
     """The original configuration on the same files: p50 per prompt (the machine-speed anchor), and
     its WER on both sets (how much of the hesitation set's WER is the splice, not the pipeline)."""
-    times, whole, paused = [], [], []
-    for prompt, hesitation in zip(prompts, hesitations):
-        audio = load_audio(prompt.path, 600)
-        started = time.perf_counter()
-        whole.append((prompt.text, " ".join(s.text for s in transcribe_original(model, audio))))
-        times.append(time.perf_counter() - started)
-        paused.append((prompt.text, " ".join(s.text for s in transcribe_original(model, load_audio(hesitation, 600)))))
-    return {"reference_p50_ms": round(statistics.median(times) * 1000),
-            "reference_wer_pct": round(corpus_wer(whole), 1),
-            "reference_hesitation_wer_pct": round(corpus_wer(paused), 1)}
+    p50_ms, texts = original_run(model, prompts)
+    paused = [" ".join(s.text for s in transcribe_original(model, load_audio(path, 600))) for path in hesitations]
+    return {"reference_p50_ms": p50_ms,
+            "reference_wer_pct": round(corpus_wer([(p.text, t) for p, t in zip(prompts, texts)]), 1),
+            "reference_hesitation_wer_pct": round(corpus_wer([(p.text, t) for p, t in zip(prompts, paused)]), 1)}
 
 
 def budget(pipeline: PipelineProcess, final, voice_end: float, received: float) -> dict[str, float]:
